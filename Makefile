@@ -1,0 +1,42 @@
+# The two commands of the README:
+#   make demo   - the seed, end to end, on a local control plane
+#   make test   - installs and builds everything it needs, then runs all tests
+SHELL := /bin/bash
+LOCKSTEP_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/lockstep
+export LOCKSTEP_CACHE
+export CARGO_TARGET_DIR ?= $(LOCKSTEP_CACHE)/target
+export LOCKSTEP_COMPONENTS_DIR ?= $(LOCKSTEP_CACHE)/components
+WASM_TARGET_DIR := $(LOCKSTEP_CACHE)/target-wasm
+CARGO_TEST_FLAGS ?=
+
+.PHONY: test demo toolchain components tools build bench
+
+test: toolchain components tools
+	@echo "==> cargo test (host crates, e2e against the local control plane)"
+	cargo test --workspace --no-fail-fast $(CARGO_TEST_FLAGS)
+
+demo: toolchain components
+	@echo "==> lockstep render -f examples/seed/fake.yaml"
+	cargo run -q -p lockstep -- render -f examples/seed/fake.yaml
+
+toolchain:
+	@rustup target list --installed | grep -qx wasm32-wasip2 || { echo "==> rustup target add wasm32-wasip2"; rustup target add wasm32-wasip2; }
+
+# Guest components: built once, in their own target directory, never from inside tests.
+components: toolchain
+	@echo "==> building plugin components (wasm32-wasip2)"
+	@mkdir -p $(LOCKSTEP_COMPONENTS_DIR)
+	cargo build --manifest-path providers/Cargo.toml --workspace --target wasm32-wasip2 --profile component --target-dir $(WASM_TARGET_DIR)
+	@if [ -f templates/wasm/Cargo.toml ]; then cargo build --manifest-path templates/wasm/Cargo.toml --workspace --target wasm32-wasip2 --profile component --target-dir $(WASM_TARGET_DIR); fi
+	@cp -u $(WASM_TARGET_DIR)/wasm32-wasip2/component/*.wasm $(LOCKSTEP_COMPONENTS_DIR)/
+	@ls $(LOCKSTEP_COMPONENTS_DIR)
+
+# Control-plane binaries (kube-apiserver, etcd, ...) and Lowkey Vault, cached by version.
+tools:
+	@if [ -x tests/cluster/install.sh ]; then tests/cluster/install.sh; fi
+
+build: components
+	cargo build --release -p lockstep
+
+bench: components
+	cargo bench --workspace
