@@ -1,0 +1,260 @@
+//! Record/replay of outbound HTTP (`--record FILE` / `--replay FILE`).
+//!
+//! Recordings never hold credentials: Authorization-like and signing headers,
+//! OAuth client secrets and assertions in form bodies, and token fields in
+//! JSON bodies are replaced by `<redacted>` before anything is kept. Files are
+//! written with mode 0600. Replay matches method + URL + request body, with
+//! redacted fields ignored (both sides are compared redacted).
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+pub(crate) const REDACTED: &str = "<redacted>";
+
+const SECRET_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+    "api-key",
+    "x-vault-token",
+    "x-auth-token",
+    "ocp-apim-subscription-key",
+];
+const SIGNING_HEADER_PREFIXES: &[&str] = &["x-amz-", "x-goog-", "x-oss-", "x-ms-authorization"];
+const SECRET_FORM_FIELDS: &[&str] =
+    &["client_secret", "client_assertion", "assertion", "password", "refresh_token", "code", "subject_token", "actor_token"];
+const SECRET_JSON_FIELDS: &[&str] = &["access_token", "refresh_token", "id_token", "client_secret", "client_assertion", "token"];
+
+/// A body as stored: text when it is UTF-8.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordedBody {
+    Text(String),
+    Base64(String),
+}
+
+impl RecordedBody {
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Self {
+        match std::str::from_utf8(bytes) {
+            Ok(s) => Self::Text(s.to_string()),
+            Err(_) => Self::Base64(base64::engine::general_purpose::STANDARD.encode(bytes)),
+        }
+    }
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            Self::Text(s) => s.clone().into_bytes(),
+            Self::Base64(b) => base64::engine::general_purpose::STANDARD.decode(b).unwrap_or_default(),
+        }
+    }
+}
+
+/// One request and its response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exchange {
+    pub method: String,
+    pub url: String,
+    #[serde(default)]
+    pub request_headers: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_body: Option<RecordedBody>,
+    pub status: u16,
+    #[serde(default)]
+    pub response_headers: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_body: Option<RecordedBody>,
+    /// Replay waits this long before answering (a hanging backend in a fixture).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
+}
+
+/// The file format.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recording {
+    pub version: u32,
+    pub exchanges: Vec<Exchange>,
+}
+
+impl Recording {
+    pub fn load(path: &Path) -> std::io::Result<Self> {
+        let text = std::fs::read(path)?;
+        serde_json::from_slice(&text).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))
+    }
+}
+
+fn is_secret_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    SECRET_HEADERS.contains(&name.as_str()) || SIGNING_HEADER_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+pub(crate) fn redact_headers(headers: &http::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            let value = if is_secret_header(k.as_str()) { REDACTED.to_string() } else { String::from_utf8_lossy(v.as_bytes()).into_owned() };
+            (k.as_str().to_string(), value)
+        })
+        .collect()
+}
+
+fn redact_form(body: &str) -> String {
+    body.split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) if SECRET_FORM_FIELDS.contains(&k) => format!("{k}={REDACTED}"),
+            _ => pair.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn redact_json(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                if SECRET_JSON_FIELDS.contains(&k.as_str()) && v.is_string() {
+                    *v = serde_json::Value::String(REDACTED.into());
+                } else {
+                    redact_json(v);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact_json),
+        _ => {}
+    }
+}
+
+/// Redacts credential fields of a body given its content type.
+pub(crate) fn redact_body(content_type: Option<&str>, body: &[u8]) -> Option<RecordedBody> {
+    if body.is_empty() {
+        return None;
+    }
+    let ct = content_type.unwrap_or("").to_ascii_lowercase();
+    if let Ok(text) = std::str::from_utf8(body) {
+        if ct.starts_with("application/x-www-form-urlencoded") {
+            return Some(RecordedBody::Text(redact_form(text)));
+        }
+        if ct.contains("json") {
+            if let Ok(mut v) = serde_json::from_str::<serde_json::Value>(text) {
+                redact_json(&mut v);
+                return Some(RecordedBody::Text(v.to_string()));
+            }
+        }
+    }
+    Some(RecordedBody::from_bytes(body))
+}
+
+/// Appends exchanges to a recording file (rewritten whole, mode 0600, after each).
+#[derive(Debug)]
+pub struct Recorder {
+    path: PathBuf,
+    recording: Mutex<Recording>,
+}
+
+impl Recorder {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into(), recording: Mutex::new(Recording { version: 1, exchanges: Vec::new() }) }
+    }
+
+    pub(crate) fn append(&self, exchange: Exchange) -> std::io::Result<()> {
+        let mut rec = self.recording.lock().expect("recorder lock");
+        rec.exchanges.push(exchange);
+        let bytes = serde_json::to_vec_pretty(&*rec).map_err(std::io::Error::other)?;
+        crate::cache::write_private(&self.path, &bytes)
+    }
+}
+
+/// Answers requests from a recording; each exchange is served once, in order.
+#[derive(Debug)]
+pub struct Replayer {
+    exchanges: Vec<Exchange>,
+    used: Mutex<Vec<bool>>,
+}
+
+impl Replayer {
+    pub fn load(path: &Path) -> std::io::Result<Self> {
+        Ok(Self::new(Recording::load(path)?))
+    }
+
+    pub fn new(recording: Recording) -> Self {
+        let n = recording.exchanges.len();
+        Self { exchanges: recording.exchanges, used: Mutex::new(vec![false; n]) }
+    }
+
+    /// The first unused exchange with this method, URL and (redacted) body;
+    /// when all such are used, the last one again (retries and polling).
+    pub(crate) fn find(&self, method: &str, url: &str, body: &Option<RecordedBody>) -> Option<Exchange> {
+        let mut used = self.used.lock().expect("replayer lock");
+        let matching: Vec<usize> = (0..self.exchanges.len())
+            .filter(|&i| {
+                let e = &self.exchanges[i];
+                e.method.eq_ignore_ascii_case(method) && e.url == url && bodies_match(&e.request_body, body)
+            })
+            .collect();
+        let pick = matching.iter().copied().find(|&i| !used[i]).or(matching.last().copied())?;
+        used[pick] = true;
+        Some(self.exchanges[pick].clone())
+    }
+}
+
+fn bodies_match(recorded: &Option<RecordedBody>, live: &Option<RecordedBody>) -> bool {
+    match (recorded, live) {
+        (None, None) => true,
+        (Some(a), Some(b)) => {
+            // JSON bodies compare as values so key order does not matter.
+            let (a, b) = (a.to_bytes(), b.to_bytes());
+            match (serde_json::from_slice::<serde_json::Value>(&a), serde_json::from_slice::<serde_json::Value>(&b)) {
+                (Ok(x), Ok(y)) => x == y,
+                _ => a == b,
+            }
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_credentials_everywhere() {
+        let mut h = http::HeaderMap::new();
+        h.insert("authorization", "Bearer abc".parse().unwrap());
+        h.insert("x-amz-security-token", "tok".parse().unwrap());
+        h.insert("accept", "application/json".parse().unwrap());
+        let r = redact_headers(&h);
+        assert!(r.contains(&("authorization".into(), REDACTED.into())));
+        assert!(r.contains(&("x-amz-security-token".into(), REDACTED.into())));
+        assert!(r.contains(&("accept".into(), "application/json".into())));
+        let form = redact_body(Some("application/x-www-form-urlencoded"), b"client_id=a&client_secret=s3&client_assertion=jwt&scope=x").unwrap();
+        assert_eq!(form, RecordedBody::Text(format!("client_id=a&client_secret={REDACTED}&client_assertion={REDACTED}&scope=x")));
+        let json = redact_body(Some("application/json; charset=utf-8"), br#"{"access_token":"t","expires_in":3599}"#).unwrap();
+        let RecordedBody::Text(text) = json else { panic!() };
+        assert!(!text.contains("\"t\"") && text.contains("expires_in"));
+    }
+
+    #[test]
+    fn replay_ignores_redacted_fields_and_serves_in_order() {
+        let ex = |status| Exchange {
+            method: "POST".into(),
+            url: "https://login.example/token".into(),
+            request_headers: vec![],
+            request_body: redact_body(Some("application/x-www-form-urlencoded"), b"client_id=a&client_assertion=old"),
+            status,
+            response_headers: vec![],
+            response_body: None,
+            delay_ms: None,
+        };
+        let replay = Replayer::new(Recording { version: 1, exchanges: vec![ex(429), ex(200)] });
+        let live = redact_body(Some("application/x-www-form-urlencoded"), b"client_id=a&client_assertion=new");
+        assert_eq!(replay.find("POST", "https://login.example/token", &live).unwrap().status, 429);
+        assert_eq!(replay.find("POST", "https://login.example/token", &live).unwrap().status, 200);
+        assert_eq!(replay.find("POST", "https://login.example/token", &live).unwrap().status, 200);
+        let other = redact_body(Some("application/x-www-form-urlencoded"), b"client_id=b&client_assertion=new");
+        assert!(replay.find("POST", "https://login.example/token", &other).is_none());
+        assert!(replay.find("GET", "https://login.example/token", &live).is_none());
+    }
+}
