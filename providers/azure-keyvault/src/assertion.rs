@@ -145,6 +145,15 @@ mod tests {
     }
 
     #[test]
+    fn accepts_pkcs1_keys_in_any_order() {
+        let bundle = format!("{}{CERT}", include_str!("../testdata/client-pkcs1.key"));
+        let cert = ClientCertificate::from_pem(bundle.as_bytes()).unwrap();
+        let pkcs8 = ClientCertificate::from_pem(format!("{CERT}{KEY_PKCS8}").as_bytes()).unwrap();
+        // Same key, same deterministic signature.
+        assert_eq!(cert.assertion("c", "u", 1, "j"), pkcs8.assertion("c", "u", 1, "j"));
+    }
+
+    #[test]
     fn errors_name_the_field_and_never_quote() {
         for bad_input in [
             "not pem".to_owned(),

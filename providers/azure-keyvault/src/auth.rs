@@ -388,7 +388,10 @@ fn managed_identity(store: &Checked) -> Result<String> {
             .query("api-version", "2018-02-01")
             .query("resource", &resource)
             .header("metadata", "true");
-        if !identity.is_empty() {
+        // ESO's identityId is a client ID, or an ARM resource ID of a user-assigned identity.
+        if identity.starts_with('/') {
+            req = req.query("mi_res_id", &identity);
+        } else if !identity.is_empty() {
             req = req.query("client_id", &identity);
         }
         let who = if identity.is_empty() {

@@ -308,6 +308,23 @@ pub fn matches(item: &Item, name_re: Option<&regex_lite::Regex>, tags: &[(String
     Some(name)
 }
 
+/// The URL of the next page. A `nextLink` must stay on this vault: the
+/// bearer token goes with it.
+pub fn next_link(vault: &str, link: &str) -> Result<String> {
+    let prefix = format!("{vault}/").to_ascii_lowercase();
+    if !link.to_ascii_lowercase().starts_with(&prefix) {
+        return Err(ProviderError::internal(
+            "Key Vault sent a nextLink to another host; refusing to follow it",
+        ));
+    }
+    if link.contains("api-version=") {
+        Ok(link.to_owned())
+    } else {
+        let sep = if link.contains('?') { '&' } else { '?' };
+        Ok(format!("{link}{sep}api-version={API_VERSION}"))
+    }
+}
+
 /// A client for one vault with one token.
 pub struct Vault<'a> {
     store: &'a Checked,
@@ -342,26 +359,10 @@ impl<'a> Vault<'a> {
             names.extend(page.value.iter().filter_map(|item| matches(item, name_re, tags)));
             match page.next_link.filter(|l| !l.is_empty()) {
                 None => return Ok(names),
-                Some(next) => url = self.same_vault(next)?,
+                Some(next) => url = next_link(&self.store.vault, &next)?,
             }
         }
         Err(ProviderError::internal("the secret list did not end after 10000 pages"))
-    }
-
-    /// A `nextLink` must stay on this vault: the bearer token goes with it.
-    fn same_vault(&self, link: String) -> Result<String> {
-        let prefix = format!("{}/", self.store.vault);
-        if !link.to_ascii_lowercase().starts_with(&prefix.to_ascii_lowercase()) {
-            return Err(ProviderError::internal(
-                "Key Vault sent a nextLink to another host; refusing to follow it",
-            ));
-        }
-        if link.contains("api-version=") {
-            Ok(link)
-        } else {
-            let sep = if link.contains('?') { '&' } else { '?' };
-            Ok(format!("{link}{sep}api-version={API_VERSION}"))
-        }
     }
 
     fn send(&self, req: Request, what: &str) -> Result<Response> {
@@ -525,6 +526,21 @@ mod tests {
         let other = item(r#"{"id":"https://kv/secrets/web"}"#);
         assert_eq!(matches(&other, Some(&re), &[]), None);
         assert_eq!(matches(&item(r#"{}"#), None, &[]), None);
+    }
+
+    #[test]
+    fn next_links_stay_on_the_vault() {
+        let v = "https://kv.vault.azure.net";
+        assert_eq!(
+            next_link(v, "https://kv.vault.azure.net/secrets?api-version=7.6&$skiptoken=25").unwrap(),
+            "https://kv.vault.azure.net/secrets?api-version=7.6&$skiptoken=25"
+        );
+        assert_eq!(
+            next_link(v, "https://KV.vault.azure.net/secrets?$skiptoken=25").unwrap(),
+            "https://KV.vault.azure.net/secrets?$skiptoken=25&api-version=7.6"
+        );
+        assert!(next_link(v, "https://kv.vault.azure.net.evil.example/secrets").is_err());
+        assert!(next_link(v, "https://evil.example/?https://kv.vault.azure.net/").is_err());
     }
 
     #[test]
