@@ -81,6 +81,27 @@ use crate::keyvault::{Kind, Vault, metadata_map, parse_key, select_metadata, sel
 
 pub struct AzureKeyVault;
 
+/// Every credential reference of the spec: (config path, namespace as written).
+fn reference_namespaces(spec: &AzureKv) -> Vec<(&'static str, Option<&str>)> {
+    let mut out = Vec::new();
+    if let Some(r) = &spec.auth_secret_ref {
+        let refs = [
+            ("authSecretRef.clientId", &r.client_id),
+            ("authSecretRef.tenantId", &r.tenant_id),
+            ("authSecretRef.clientSecret", &r.client_secret),
+            ("authSecretRef.clientCertificate", &r.client_certificate),
+        ];
+        out.extend(
+            refs.into_iter()
+                .filter_map(|(p, r)| r.as_ref().map(|r| (p, r.namespace.as_deref()))),
+        );
+    }
+    if let Some(sa) = &spec.service_account_ref {
+        out.push(("serviceAccountRef", sa.namespace.as_deref()));
+    }
+    out
+}
+
 fn checked(store: &Store<AzureKv>) -> Result<Checked> {
     config::check(store.config.clone())
 }
@@ -119,27 +140,27 @@ impl Provider for AzureKeyVault {
         Ok(rules)
     }
 
-    /// Like ESO: no remote call. A ClusterSecretStore whose references name no
-    /// namespace resolves them per consuming namespace, so it is `unknown`.
+    /// Like ESO: no remote call. A namespaced SecretStore may reference only
+    /// its own namespace (ESO's webhook rule). A ClusterSecretStore whose
+    /// references name no namespace resolves them per consuming namespace, so
+    /// it is `unknown`.
     fn validate(store: &Store<AzureKv>) -> Result<Validation> {
         let c = checked(store)?;
-        if store.kind != StoreKind::ClusterSecretStore {
+        let namespaces = reference_namespaces(&c.spec);
+        if store.kind == StoreKind::SecretStore {
+            let own = store.namespace.as_deref().unwrap_or_default();
+            if let Some((path, ns)) = namespaces.iter().find(|(_, ns)| ns.is_some_and(|ns| ns != own)) {
+                return Err(ProviderError::invalid_config(
+                    format!("{path}.namespace"),
+                    format!(
+                        "a SecretStore may only reference its own namespace {own:?}, not {:?}",
+                        ns.unwrap_or_default()
+                    ),
+                ));
+            }
             return Ok(Validation::Ready);
         }
-        let refs = c.spec.auth_secret_ref.clone().unwrap_or_default();
-        let secret_refs = [
-            &refs.client_id,
-            &refs.tenant_id,
-            &refs.client_secret,
-            &refs.client_certificate,
-        ];
-        let referent = secret_refs
-            .iter()
-            .any(|r| r.as_ref().is_some_and(|r| r.namespace.is_none()))
-            || c.spec
-                .service_account_ref
-                .as_ref()
-                .is_some_and(|sa| sa.namespace.is_none());
+        let referent = namespaces.iter().any(|(_, ns)| ns.is_none());
         Ok(if referent {
             Validation::Unknown
         } else {
@@ -213,3 +234,90 @@ impl Provider for AzureKeyVault {
 // Native builds (unit tests) cannot link the component's export names.
 #[cfg(target_arch = "wasm32")]
 export_provider!(AzureKeyVault);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(kind: StoreKind, ns: Option<&str>, json: &str) -> Store<AzureKv> {
+        Store {
+            config: lockstep_provider_sdk::config::parse(json).unwrap(),
+            kind,
+            name: "s".into(),
+            namespace: ns.map(str::to_owned),
+            provider_key: "azurekv".into(),
+        }
+    }
+
+    const WI_NS: &str = r#"{"authType":"WorkloadIdentity","vaultUrl":"https://kv.vault.azure.net","serviceAccountRef":{"name":"sa","namespace":"external-secrets"}}"#;
+    const WI: &str =
+        r#"{"authType":"WorkloadIdentity","vaultUrl":"https://kv.vault.azure.net","serviceAccountRef":{"name":"sa"}}"#;
+
+    #[test]
+    fn validation_follows_eso() {
+        let v = |kind, ns, json| AzureKeyVault::validate(&store(kind, ns, json));
+        assert_eq!(
+            v(StoreKind::ClusterSecretStore, None, WI_NS).unwrap(),
+            Validation::Ready
+        );
+        assert_eq!(v(StoreKind::ClusterSecretStore, None, WI).unwrap(), Validation::Unknown);
+        assert_eq!(
+            v(StoreKind::SecretStore, Some("team-a"), WI).unwrap(),
+            Validation::Ready
+        );
+        match v(StoreKind::SecretStore, Some("team-a"), WI_NS) {
+            Err(ProviderError::InvalidConfig(c)) => {
+                assert_eq!(c.field, "serviceAccountRef.namespace");
+                assert!(
+                    c.reason.contains("team-a") && c.reason.contains("external-secrets"),
+                    "{}",
+                    c.reason
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn egress_is_the_vault_and_the_authority() {
+        let rules = AzureKeyVault::egress(&store(StoreKind::ClusterSecretStore, None, WI_NS)).unwrap();
+        let hosts: Vec<(&str, &str)> = rules.iter().map(|r| (r.scheme.as_str(), r.host.as_str())).collect();
+        assert_eq!(
+            hosts,
+            [("https", "kv.vault.azure.net"), ("https", "login.microsoftonline.com")]
+        );
+        let mi = r#"{"authType":"ManagedIdentity","vaultUrl":"https://kv.vault.usgovcloudapi.net:8443","environmentType":"USGovernmentCloud"}"#;
+        let rules = AzureKeyVault::egress(&store(StoreKind::ClusterSecretStore, None, mi)).unwrap();
+        let got: Vec<(&str, &str, Option<u16>)> = rules
+            .iter()
+            .map(|r| (r.scheme.as_str(), r.host.as_str(), r.port))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("https", "kv.vault.usgovcloudapi.net", Some(8443)),
+                ("https", "login.microsoftonline.us", None),
+                ("http", "169.254.169.254", None)
+            ]
+        );
+    }
+
+    #[test]
+    fn metadata_declares_refs_audience_and_ambient() {
+        let m = AzureKeyVault::metadata();
+        assert_eq!(m.provider_key, "azurekv");
+        let paths: Vec<&str> = m.credential_refs.iter().map(|r| r.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "authSecretRef.clientId",
+                "authSecretRef.tenantId",
+                "authSecretRef.clientSecret",
+                "authSecretRef.clientCertificate",
+                "serviceAccountRef"
+            ]
+        );
+        assert_eq!(m.token_audiences, ["api://AzureADTokenExchange"]);
+        assert_eq!(m.ambient_credentials.len(), 4);
+    }
+}
