@@ -217,4 +217,92 @@ mod tests {
         let err = ok(serde_json::json!({"data": [{"key": "a"}]})).unwrap_err();
         assert_eq!(err, ProviderError::invalid_config("data[0].value", "at least one value must be set in data 0"));
     }
+
+    /// The shipped conformance fixtures, checked against the provider itself
+    /// (the host-side runner checks them through the sandbox as well).
+    #[test]
+    fn conformance_fixtures_hold() {
+        use sha2::Digest;
+        let sha = |b: &[u8]| format!("{:x}", sha2::Sha256::digest(b));
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/conformance");
+        let mut cases = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let case: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            let name = path.display().to_string();
+            let config = serde_json::to_string(&case["store"]["provider"]["fake"]).unwrap();
+            let store = match config::parse::<Config>(&config) {
+                Ok(config) => store_of(config),
+                Err(e) => panic!("{name}: {e:?}"),
+            };
+            let call = &case["call"];
+            let r = &call["ref"];
+            let text = |v: &serde_yaml::Value| v.as_str().map(str::to_owned);
+            let sref = SecretRef {
+                key: text(&r["key"]).unwrap_or_default(),
+                version: text(&r["version"]),
+                property: text(&r["property"]),
+                metadata_policy: MetadataPolicy::None,
+            };
+            let expect = &case["expect"];
+            let outcome: Result<serde_yaml::Value> = match call["op"].as_str().unwrap() {
+                "egress" => Fake::egress(&store).map(|rules| rules.iter().map(|r| serde_yaml::Value::from(r.host.clone())).collect()),
+                "validate" => Fake::validate(&store).map(|v| match v {
+                    Validation::Ready => "ready".into(),
+                    Validation::Unknown => "unknown".into(),
+                }),
+                "get-secret" => Fake::get_secret(&store, &sref).map(|v| {
+                    let mut m = serde_yaml::Mapping::new();
+                    m.insert("sha256".into(), sha(&v.value).into());
+                    if let Some(version) = v.version {
+                        m.insert("version".into(), version.into());
+                    }
+                    m.into()
+                }),
+                op @ ("get-secret-map" | "find-secrets") => {
+                    let entries = if op == "get-secret-map" {
+                        Fake::get_secret_map(&store, &sref)
+                    } else {
+                        let f = &call["find"];
+                        let tags = f["tags"].as_mapping().map(|m| {
+                            m.iter().map(|(k, v)| (text(k).unwrap(), text(v).unwrap())).collect()
+                        });
+                        Fake::find_secrets(
+                            &store,
+                            &FindRequest { path: text(&f["path"]), name_regexp: text(&f["nameRegexp"]), tags: tags.unwrap_or_default() },
+                        )
+                    };
+                    entries.map(|es| {
+                        es.iter().map(|e| (e.key.clone().into(), sha(&e.value).into())).collect::<serde_yaml::Mapping>().into()
+                    })
+                }
+                other => panic!("{name}: unknown op {other}"),
+            };
+            match (outcome, expect["error"].as_mapping()) {
+                (Err(e), Some(want)) => {
+                    assert_eq!(e.variant(), want[&serde_yaml::Value::from("variant")].as_str().unwrap(), "{name}");
+                    let message = format!("{e:?}");
+                    if let Some(s) = want.get("messageContains").and_then(|v| v.as_str()) {
+                        assert!(message.contains(s), "{name}: {message}");
+                    }
+                    if let (Some(field), ProviderError::InvalidConfig(c)) = (want.get("field"), &e) {
+                        assert_eq!(field.as_str().unwrap(), c.field, "{name}");
+                    }
+                }
+                (Ok(got), None) => {
+                    let key = ["value", "entries", "validation", "egress"].into_iter().find(|k| !expect[*k].is_null());
+                    let want = &expect[key.unwrap_or_else(|| panic!("{name}: no expectation"))];
+                    assert_eq!(&got, want, "{name}");
+                }
+                (got, want) => panic!("{name}: got {got:?}, want error {want:?}"),
+            }
+            cases += 1;
+        }
+        assert!(cases >= 15, "only {cases} fixtures");
+    }
+
+    fn store_of(config: Config) -> Store<Config> {
+        Store { config, kind: StoreKind::SecretStore, name: "fake".into(), namespace: Some("team-a".into()), provider_key: "fake".into() }
+    }
 }
+
