@@ -27,10 +27,12 @@ use crate::error::parse_retry_after;
 use crate::{EgressRule, ProviderError, Result};
 
 /// Timeouts applied when a request sets none. The host's per-call deadline
-/// is the outer bound; these make a hanging backend an `unavailable` error.
+/// (10 s by default) is the outer bound; these are shorter so a hanging
+/// backend usually ends as the plugin's own `unavailable` error and the
+/// instance survives (a call cut by the deadline costs the instance).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time to the first response byte, and between body chunks.
-pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(8);
 /// Response bodies larger than this are refused unless the request raises it.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 4 << 20;
 

@@ -243,10 +243,10 @@ impl<P: Provider> bindings::exports::lockstep::provider::provider::Guest for Ada
 #[macro_export]
 macro_rules! export_provider {
     ($provider:ty) => {
+        #[doc(hidden)]
+        pub type __LockstepProviderExport = $crate::Adapter<$provider>;
         // Native builds (unit tests) export nothing: the component symbol
         // names are not valid in a native linker's version script.
-        #[cfg(target_arch = "wasm32")]
-        type __LockstepProviderExport = $crate::Adapter<$provider>;
         #[cfg(target_arch = "wasm32")]
         $crate::bindings::export_plugin!(__LockstepProviderExport with_types_in $crate::bindings);
     };
