@@ -231,8 +231,6 @@ impl Provider for AzureKeyVault {
     }
 }
 
-// Native builds (unit tests) cannot link the component's export names.
-#[cfg(target_arch = "wasm32")]
 export_provider!(AzureKeyVault);
 
 #[cfg(test)]
