@@ -251,3 +251,60 @@ macro_rules! export_provider {
         $crate::bindings::export_plugin!(__LockstepProviderExport with_types_in $crate::bindings);
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sref(property: Option<&str>) -> SecretRef {
+        SecretRef { key: "k".into(), version: None, property: property.map(Into::into), metadata_policy: MetadataPolicy::None }
+    }
+
+    #[test]
+    fn property_selection() {
+        let doc = br#"{"a":{"b":"c"}}"#.to_vec();
+        assert_eq!(select_property(doc.clone(), None, &sref(None)).unwrap().value, doc);
+        assert_eq!(select_property(doc.clone(), None, &sref(Some(""))).unwrap().value, doc);
+        assert_eq!(select_property(doc.clone(), Some("v".into()), &sref(Some("a.b"))).unwrap(), SecretValue {
+            value: b"c".to_vec(),
+            version: Some("v".into())
+        });
+        assert_eq!(select_property(doc, None, &sref(Some("a.x"))).unwrap_err().variant(), "not-found");
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Cfg {
+        url: String,
+    }
+
+    #[test]
+    fn store_parsing_reports_invalid_config() {
+        let wit = StoreConfig {
+            provider_key: "kv".into(),
+            config_json: r#"{"url": 5}"#.into(),
+            kind: StoreKind::ClusterSecretStore,
+            name: "s".into(),
+            namespace: None,
+        };
+        match Store::<Cfg>::from_wit(&wit).unwrap_err() {
+            ProviderError::InvalidConfig(c) => assert_eq!(c.field, "url"),
+            other => panic!("{other:?}"),
+        }
+        let ok = Store::<Cfg>::from_wit(&StoreConfig { config_json: r#"{"url":"https://x"}"#.into(), ..wit }).unwrap();
+        assert_eq!((ok.config.url.as_str(), ok.kind, ok.namespace), ("https://x", StoreKind::ClusterSecretStore, None));
+    }
+
+    #[test]
+    fn metadata_builder() {
+        let md = PluginMetadata::new("kv", "1.0.0", "kv")
+            .description("d")
+            .secret_key_ref("auth.secretRef")
+            .service_account_ref("auth.serviceAccountRef")
+            .token_audience("aud")
+            .ambient_credential("pod-token");
+        assert_eq!(md.credential_refs.len(), 2);
+        assert_eq!(md.credential_refs[1].kind, CredentialRefKind::ServiceAccountRef);
+        assert_eq!((md.token_audiences.as_slice(), md.ambient_credentials.as_slice()), (&["aud".to_string()][..], &["pod-token".to_string()][..]));
+    }
+}
