@@ -134,7 +134,7 @@ pub struct Condition {
 // ---------------------------------------------------------------------------------------------
 // ExternalSecret
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 pub enum StoreKind {
     #[default]
     SecretStore,
