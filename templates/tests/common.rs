@@ -27,7 +27,7 @@ pub fn data() -> BTreeMap<String, Vec<u8>> {
     put("admin_password", b"s3cr3t-Pa$$".to_vec());
     put("my-key", b"dashed value".to_vec());
     put("json", br#"{"a":{"b":[1,2,"x"]},"n":1000000,"f":1.5,"s":"<tag>&","t":true,"z":null}"#.to_vec());
-    put("yaml", b"a: 1\nb: [x, y]\nc:\n  d: e\n".to_vec());
+    put("yaml", b"a: 1\nb: [x, z]\nc:\n  d: e\n".to_vec());
     put("b64", B64.encode(&bin).into_bytes());
     put("bin", bin);
     put("p12", B64.encode(fixture("chain-nopass.p12")).into_bytes());

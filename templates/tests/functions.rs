@@ -53,7 +53,7 @@ fn removed_sprig_functions_are_not_available() {
 fn unknown_function_names_position() {
     let err = render_with("", Syntax::GoTemplate, "line one\n  {{ nosuch 1 }}").unwrap_err().to_string();
     assert!(err.contains(r#"function "nosuch" not defined"#), "{err}");
-    assert!(err.contains("2:4"), "{err}");
+    assert!(err.contains("2:6"), "{err}");
 }
 
 #[test]

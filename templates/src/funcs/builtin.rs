@@ -36,11 +36,6 @@ pub fn functions(_limits: FnLimits) -> Vec<FunctionDef> {
             want_at_least("printf", a, 1)?;
             Ok(Value::from(sprintf(&to_str(&a[0]), &a[1..])))
         }),
-        def(p, "slice", false, "slice a string (bytes) or list: slice x 1 2", |a| {
-            want_at_least("slice", a, 1)?;
-            let idx: Vec<i64> = a[1..].iter().map(crate::value::as_int).collect::<Result<_, _>>()?;
-            slice(&a[0], &idx)
-        }),
         def(p, "eq", false, "arg1 == arg2 (or any of the following args)", |a| {
             want_at_least("eq", a, 2)?;
             for b in &a[1..] {
@@ -130,24 +125,6 @@ fn index_one(cur: &Value, k: &Value) -> Result<Value, Error> {
         }
         _ if is_nil(cur) => Err(fail("error calling index: index of untyped nil")),
         kind => Err(fail(format!("error calling index: can't index item of type {kind}"))),
-    }
-}
-
-fn slice(v: &Value, idx: &[i64]) -> Result<Value, Error> {
-    if idx.len() > 3 {
-        return Err(fail("error calling slice: too many slice indexes"));
-    }
-    let len = if let Some(s) = v.as_str() { bytes::byte_len(s) } else { list_items(v).map(|l| l.len()).ok_or_else(|| fail("error calling slice: can't slice item"))? };
-    let lo = idx.first().copied().unwrap_or(0);
-    let hi = idx.get(1).copied().unwrap_or(len as i64);
-    if lo < 0 || hi < lo || hi as usize > len {
-        return Err(fail(format!("error calling slice: index out of range: {lo}:{hi}")));
-    }
-    let (lo, hi) = (lo as usize, hi as usize);
-    if let Some(s) = v.as_str() {
-        Ok(crate::value::from_bytes(&bytes::decode(s)[lo..hi]))
-    } else {
-        Ok(Value::from(list_items(v).unwrap_or_default()[lo..hi].to_vec()))
     }
 }
 

@@ -304,6 +304,19 @@ pub fn functions(limits: FnLimits) -> Vec<FunctionDef> {
             want("compact", a, 1)?;
             Ok(Value::from(list_of("compact", &a[0])?.into_iter().filter(|v| !is_empty(v)).collect::<Vec<_>>()))
         }),
+        def(p, "slice", false, "slice list start [end] (lists only, as sprig)", |a| {
+            want_at_least("slice", a, 1)?;
+            let Some(l) = list_items(&a[0]) else {
+                return Err(fail(format!("error calling slice: list should be type of slice or array but {}", a[0].kind())));
+            };
+            let idx: Vec<i64> = a[1..].iter().map(as_int).collect::<Result<_, _>>()?;
+            let lo = idx.first().copied().unwrap_or(0);
+            let hi = idx.get(1).copied().unwrap_or(l.len() as i64);
+            if lo < 0 || hi < lo || hi as usize > l.len() {
+                return Err(fail(format!("error calling slice: index out of range [{lo}:{hi}]")));
+            }
+            Ok(Value::from(l[lo as usize..hi as usize].to_vec()))
+        }),
         def(p, "has", false, "has needle list", |a| { want("has", a, 2)?; Ok(Value::from(list_of("has", &a[1])?.contains(&a[0]))) }),
         def(p, "without", false, "without list v...", |a| {
             want_at_least("without", a, 1)?;

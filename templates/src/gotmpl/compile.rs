@@ -290,7 +290,13 @@ impl Compiler<'_> {
                 if args.is_empty() {
                     return err(pos, format!("wrong number of args for {name}: want at least 1 got 0"));
                 }
-                Ok(format!("({})", args.join(&format!(" {name} "))))
+                // Go returns the deciding operand itself and short-circuits;
+                // the condition operand is evaluated twice when it decides.
+                let mut acc = args[args.len() - 1].clone();
+                for a in args[..args.len() - 1].iter().rev() {
+                    acc = if name == "and" { format!("({a} if not {a} else {acc})") } else { format!("({a} if {a} else {acc})") };
+                }
+                Ok(acc)
             }
             "not" => {
                 if args.len() != 1 {
