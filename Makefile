@@ -34,6 +34,7 @@ components: toolchain
 # Control-plane binaries (kube-apiserver, etcd, ...) and Lowkey Vault, cached by version.
 tools:
 	@if [ -x tests/cluster/install.sh ]; then tests/cluster/install.sh; fi
+	@templates/oracle/build.sh >/dev/null
 
 build: components
 	cargo build --release -p lockstep
