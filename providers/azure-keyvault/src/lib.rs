@@ -64,6 +64,16 @@
 //! needed (PKCS#1 v1.5 signatures are deterministic).
 //!
 //! The Key Vault REST api-version is pinned to 7.6 (Azure and Lowkey Vault 7.x).
+//!
+//! ## Tests
+//!
+//! * Pure parts (config, Entra errors, JWT assertion, response shaping,
+//!   find filter, ID precedence, cache timing) natively:
+//!   `cargo test --manifest-path providers/Cargo.toml -p lockstep-provider-azure-keyvault`.
+//! * `conformance/`: recorded exchanges replayed by `lockstep plugin test`.
+//! * `engine/azure-tests`: the built component in the real plugin host against
+//!   the local control plane (real apiserver TokenRequest, the verifying fake
+//!   Entra ID, the vault gateway), under the real hostnames.
 
 #![deny(unsafe_code)]
 
