@@ -21,8 +21,7 @@ fn bench(c: &mut Criterion) {
         base64::engine::general_purpose::STANDARD.encode(fixture("chain-nopass.p12")).into_bytes(),
     );
 
-    let mut seed = TemplateSpec::default();
-    seed.secret_type = Some("Opaque".into());
+    let mut seed = TemplateSpec { secret_type: Some("Opaque".into()), ..Default::default() };
     seed.data.insert("admin-password".into(), "{{ .admin_password }}".into());
     seed.data.insert("admin-user".into(), "admin".into());
 
@@ -30,8 +29,7 @@ fn bench(c: &mut Criterion) {
     seed_jinja.syntax = Syntax::Jinja;
     seed_jinja.data.insert("admin-password".into(), "{{ admin_password }}".into());
 
-    let mut chain = TemplateSpec::default();
-    chain.secret_type = Some("kubernetes.io/tls".into());
+    let mut chain = TemplateSpec { secret_type: Some("kubernetes.io/tls".into()), ..Default::default() };
     chain.data.insert("tls.key".into(), "{{ .p12 | b64dec | pkcs12key }}".into());
     chain.data.insert("tls.crt".into(), "{{ .p12 | b64dec | pkcs12cert }}".into());
 

@@ -67,10 +67,10 @@ pub fn load_data(path: &Path) -> Result<BTreeMap<String, Vec<u8>>, CliError> {
 /// is a single template rendered to the key `template`.
 pub fn load_spec(path: &Path) -> Result<TemplateSpec, CliError> {
     let text = read(path)?;
-    if let Ok(spec) = serde_yaml::from_str::<TemplateSpec>(&text) {
-        if !spec.data.is_empty() || !spec.template_from.is_empty() || !spec.metadata.labels.is_empty() || !spec.metadata.annotations.is_empty() {
-            return Ok(spec);
-        }
+    if let Ok(spec) = serde_yaml::from_str::<TemplateSpec>(&text)
+        && (!spec.data.is_empty() || !spec.template_from.is_empty() || !spec.metadata.labels.is_empty() || !spec.metadata.annotations.is_empty())
+    {
+        return Ok(spec);
     }
     let mut spec = TemplateSpec::default();
     spec.data.insert("template".into(), text);

@@ -62,7 +62,9 @@ fn run_oracle(cases: &[Case]) -> Vec<OracleResult> {
 }
 
 /// (name, scope, target, templates)
-fn cases() -> Vec<(&'static str, &'static str, &'static str, Vec<(&'static str, &'static str)>)> {
+type CaseRow = (&'static str, &'static str, &'static str, Vec<(&'static str, &'static str)>);
+
+fn cases() -> Vec<CaseRow> {
     let v = |n, t: Vec<(&'static str, &'static str)>| (n, "Values", "Data", t);
     let one = |n, t: &'static str| (n, "Values", "Data", vec![("out", t)]);
     vec![

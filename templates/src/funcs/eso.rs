@@ -262,8 +262,8 @@ fn order_chain(certs: Vec<Cert>) -> Result<Vec<Cert>, String> {
         }
     }
     let mut leaf = None;
-    for i in 0..n {
-        if !is_parent[i] {
+    for (i, parent_of_some) in is_parent.iter().enumerate() {
+        if !parent_of_some {
             if leaf.is_some() {
                 return Err("found multiple leaf or disjunct certificates".into());
             }
@@ -335,22 +335,12 @@ fn cert_sans(input: &[u8]) -> Result<Value, Error> {
 /// Go's `x509.MarshalPKCS8PrivateKey` of the parsed key: RSA and EC keys are
 /// re-encoded canonically; other key types pass through as stored.
 fn normalize_pkcs8(der: &[u8]) -> Vec<u8> {
-    if let Ok(k) = rsa::RsaPrivateKey::from_pkcs8_der(der) {
-        if let Ok(d) = k.to_pkcs8_der() {
-            return d.as_bytes().to_vec();
-        }
-    }
-    if let Ok(k) = p256::SecretKey::from_pkcs8_der(der) {
-        if let Ok(d) = k.to_pkcs8_der() {
-            return d.as_bytes().to_vec();
-        }
-    }
-    if let Ok(k) = p384::SecretKey::from_pkcs8_der(der) {
-        if let Ok(d) = k.to_pkcs8_der() {
-            return d.as_bytes().to_vec();
-        }
-    }
-    der.to_vec()
+    let reencoded = rsa::RsaPrivateKey::from_pkcs8_der(der)
+        .ok()
+        .and_then(|k| k.to_pkcs8_der().ok())
+        .or_else(|| p256::SecretKey::from_pkcs8_der(der).ok().and_then(|k| k.to_pkcs8_der().ok()))
+        .or_else(|| p384::SecretKey::from_pkcs8_der(der).ok().and_then(|k| k.to_pkcs8_der().ok()));
+    reencoded.map(|d| d.as_bytes().to_vec()).unwrap_or_else(|| der.to_vec())
 }
 
 struct Decoded {

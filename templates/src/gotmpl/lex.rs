@@ -188,7 +188,7 @@ impl<'a> Lexer<'a> {
                         return self.err(start, "unterminated raw quoted string");
                     };
                     self.pos += close + 2;
-                    Tok::Str(rest[1..close + 1].as_bytes().to_vec())
+                    Tok::Str(rest.as_bytes()[1..close + 1].to_vec())
                 }
                 '\'' => self.lex_char()?,
                 '$' => {

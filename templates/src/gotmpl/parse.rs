@@ -56,7 +56,8 @@ pub struct Parser {
     i: usize,
 }
 
-enum End {
+/// What closed a list.
+enum Closer {
     End,
     Else(Pos),
     Eof,
@@ -92,18 +93,18 @@ impl Parser {
     pub fn parse(mut self) -> Result<Vec<Node>, SyntaxError> {
         let (nodes, end) = self.list()?;
         match end {
-            End::Eof => Ok(nodes),
-            End::End => self.err(self.pos(), "unexpected {{end}}"),
-            End::Else(p) => self.err(p, "unexpected {{else}}"),
+            Closer::Eof => Ok(nodes),
+            Closer::End => self.err(self.pos(), "unexpected {{end}}"),
+            Closer::Else(p) => self.err(p, "unexpected {{else}}"),
         }
     }
 
-    fn list(&mut self) -> Result<(Vec<Node>, End), SyntaxError> {
+    fn list(&mut self) -> Result<(Vec<Node>, Closer), SyntaxError> {
         let mut nodes = Vec::new();
         loop {
             let (tok, pos) = self.next();
             match tok {
-                Tok::Eof => return Ok((nodes, End::Eof)),
+                Tok::Eof => return Ok((nodes, Closer::Eof)),
                 Tok::Text(t) => nodes.push(Node::Text(t, pos)),
                 Tok::LeftDelim => {
                     self.skip_space();
@@ -112,11 +113,11 @@ impl Parser {
                         Tok::Keyword("end") => {
                             self.next();
                             self.close()?;
-                            return Ok((nodes, End::End));
+                            return Ok((nodes, Closer::End));
                         }
                         Tok::Keyword("else") => {
                             self.next();
-                            return Ok((nodes, End::Else(kw_pos)));
+                            return Ok((nodes, Closer::Else(kw_pos)));
                         }
                         Tok::Keyword("if") => {
                             self.next();
@@ -175,9 +176,9 @@ impl Parser {
             let (body, end) = self.list()?;
             branches.push((pipe, body));
             match end {
-                End::End => break,
-                End::Eof => return self.err(pos, format!("unexpected EOF: {{{{{ctx}}}}} has no {{{{end}}}}")),
-                End::Else(else_pos) => {
+                Closer::End => break,
+                Closer::Eof => return self.err(pos, format!("unexpected EOF: {{{{{ctx}}}}} has no {{{{end}}}}")),
+                Closer::Else(else_pos) => {
                     self.skip_space();
                     match self.peek() {
                         Tok::Keyword(k) if *k == ctx => {
@@ -197,9 +198,9 @@ impl Parser {
                             self.close().map_err(|_| SyntaxError { pos: else_pos, msg: "unexpected tokens after {{else}}".into() })?;
                             let (body, end) = self.list()?;
                             match end {
-                                End::End => {}
-                                End::Else(p) => return self.err(p, "{{else}} after {{else}}"),
-                                End::Eof => return self.err(pos, format!("unexpected EOF: {{{{{ctx}}}}} has no {{{{end}}}}")),
+                                Closer::End => {}
+                                Closer::Else(p) => return self.err(p, "{{else}} after {{else}}"),
+                                Closer::Eof => return self.err(pos, format!("unexpected EOF: {{{{{ctx}}}}} has no {{{{end}}}}")),
                             }
                             otherwise = Some(body);
                             break;
@@ -215,12 +216,12 @@ impl Parser {
         let pipe = self.pipeline("range", true)?;
         let (body, end) = self.list()?;
         let otherwise = match end {
-            End::End => None,
-            End::Eof => return self.err(pos, "unexpected EOF: {{range}} has no {{end}}"),
-            End::Else(_) => {
+            Closer::End => None,
+            Closer::Eof => return self.err(pos, "unexpected EOF: {{range}} has no {{end}}"),
+            Closer::Else(_) => {
                 self.close()?;
                 let (b, end) = self.list()?;
-                if !matches!(end, End::End) {
+                if !matches!(end, Closer::End) {
                     return self.err(pos, "{{range}} {{else}} has no {{end}}");
                 }
                 Some(b)
