@@ -1,16 +1,8 @@
 //! Host bindings of `lockstep:provider@0.1.0`, world `plugin`.
 
 wasmtime::component::bindgen!({
-    path: [
-        "../../wit/deps/io.wit",
-        "../../wit/deps/clocks.wit",
-        "../../wit/deps/random.wit",
-        "../../wit/deps/filesystem.wit",
-        "../../wit/deps/sockets.wit",
-        "../../wit/deps/cli.wit",
-        "../../wit/deps/http.wit",
-        "../../wit/provider",
-    ],
+    // `wit/provider/deps` links to the vendored WASI packages.
+    path: "../../wit/provider",
     world: "lockstep:provider/plugin",
     imports: { default: async | trappable },
     exports: { default: async },

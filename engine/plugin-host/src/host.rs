@@ -187,6 +187,11 @@ impl PluginHost {
         &self.inner.sandbox
     }
 
+    /// The one outbound HTTP client (its replayer, in `plugin test`).
+    pub fn outbound(&self) -> &OutboundHttp {
+        &self.inner.outbound
+    }
+
     pub fn metrics(&self) -> &HostMetrics {
         &self.inner.metrics
     }
@@ -466,6 +471,7 @@ impl BoundStore {
             .sandbox
             .call(deadline, async {
                 Ok(match op {
+                    Op::Egress => p.call_egress(&mut *store, cfg).await?.map(Answer::Egress),
                     Op::Validate => p.call_validate(&mut *store, cfg).await?.map(Answer::Validation),
                     Op::GetSecret(r) => p.call_get_secret(&mut *store, cfg, r).await?.map(Answer::Value),
                     Op::GetSecretMap(r) => p.call_get_secret_map(&mut *store, cfg, r).await?.map(Answer::Entries),
@@ -489,6 +495,14 @@ impl BoundStore {
                 Err(err)
             }
             Err(e) => Err(self.fail(&live, e)),
+        }
+    }
+
+    /// `egress(store)`: the destinations the plugin says this store needs.
+    pub async fn egress(&self) -> Result<Vec<wit::EgressRule>, ProviderError> {
+        match self.run(Op::Egress).await? {
+            Answer::Egress(rules) => Ok(rules),
+            _ => unreachable!("egress answers with rules"),
         }
     }
 
@@ -526,6 +540,7 @@ impl BoundStore {
 }
 
 enum Op<'r> {
+    Egress,
     Validate,
     GetSecret(&'r wit::SecretRef),
     GetSecretMap(&'r wit::SecretRef),
@@ -533,6 +548,7 @@ enum Op<'r> {
 }
 
 enum Answer {
+    Egress(Vec<wit::EgressRule>),
     Validation(wit::Validation),
     Value(wit::SecretValue),
     Entries(Vec<wit::SecretEntry>),

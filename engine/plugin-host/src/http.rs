@@ -17,7 +17,7 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
 
 use crate::egress::{Denial, DenyReason, EgressGrant, Target};
 use crate::grants::NetworkGrants;
-use crate::record::{redact_body, redact_headers, Exchange, Recorder, Replayer};
+use crate::record::{redact_body, redact_headers, Attempt, AttemptOutcome, Exchange, Recorder, Replayer};
 use crate::HostError;
 
 /// Settings of the host's HTTP client.
@@ -191,6 +191,11 @@ impl OutboundHttp {
         &self.config
     }
 
+    /// The replayer, when answering from a recording.
+    pub fn replayer(&self) -> Option<&Replayer> {
+        self.replayer.as_ref()
+    }
+
     fn client(&self, network: NetworkGrants) -> Result<reqwest::Client, HostError> {
         let mut clients = self.clients.lock().expect("client lock");
         if let Some(c) = clients.get(&network) {
@@ -232,7 +237,21 @@ impl OutboundHttp {
         request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
     ) -> Result<http::Response<WasiBody>, HttpError> {
-        let target = ctx.grant.check_url(request.uri()).map_err(|d| ctx.deny(d))?;
+        let target = match ctx.grant.check_url(request.uri()) {
+            Ok(target) => target,
+            Err(denial) => {
+                if let Some(replayer) = &self.replayer {
+                    replayer.log(Attempt {
+                        method: request.method().to_string(),
+                        url: request.uri().to_string(),
+                        authority: denial.target.clone(),
+                        headers: header_pairs(request.headers()),
+                        outcome: AttemptOutcome::Denied(denial.reason.as_str().to_string()),
+                    });
+                }
+                return Err(ctx.deny(denial));
+            }
+        };
         let (parts, body) = request.into_parts();
         let cap = self.config.max_request_bytes;
         let body = match http_body_util::Limited::new(body, cap).collect().await {
@@ -254,7 +273,15 @@ impl OutboundHttp {
 
         if let Some(replayer) = &self.replayer {
             let live = redact_body(content_type.as_deref(), &body);
-            let Some(ex) = replayer.find(parts.method.as_str(), &url, &live) else {
+            let found = replayer.find(parts.method.as_str(), &url, &live);
+            replayer.log(Attempt {
+                method: parts.method.to_string(),
+                url: url.clone(),
+                authority: target.authority(),
+                headers: header_pairs(&parts.headers),
+                outcome: found.as_ref().map_or(AttemptOutcome::Unmatched, |(i, _)| AttemptOutcome::Replayed(*i)),
+            });
+            let Some((_, ex)) = found else {
                 return Err(HttpError::InternalError(Some(format!("replay: no recorded exchange for {} {url}", parts.method))));
             };
             if let Some(ms) = ex.delay_ms {
@@ -344,6 +371,10 @@ impl OutboundHttp {
             HttpError::InternalError(Some(format!("request to {} failed: {err}", target.authority())))
         }
     }
+}
+
+fn header_pairs(headers: &http::HeaderMap) -> Vec<(String, String)> {
+    headers.iter().map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect()
 }
 
 fn scheme_str(t: &Target) -> &'static str {

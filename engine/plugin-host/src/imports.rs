@@ -76,7 +76,7 @@ pub fn check_imports(engine: &Engine, component: &Component, allowed: &[ImportSe
         if iface.starts_with("wasi:sockets/") {
             return Err(refused("plugins get no sockets; outbound HTTP goes through wasi:http".into()));
         }
-        if !matches!(item, ComponentItem::ComponentInstance(_)) {
+        if !matches!(item.ty, ComponentItem::ComponentInstance(_)) {
             return Err(refused("only interface imports are provided".into()));
         }
         match allowed.iter().find(|set| set.interfaces.contains(&iface)) {

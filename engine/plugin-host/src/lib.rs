@@ -69,6 +69,7 @@ pub use egress::{Denial, DenyReason, EgressGrant, EgressRule};
 pub use grants::{EffectiveGrants, GrantParseError, NetworkGrants, OperatorGrants};
 pub use host::{BoundStore, HostConfig, LoadedPlugin, PluginHost, RecyclePolicy, StoreBinding};
 pub use http::{HostOverride, HttpConfig, OutboundHttp};
+pub use record::{Attempt, AttemptOutcome, Exchange, RecordedBody, Recording, Replayer};
 pub use metrics::HostMetrics;
 pub use sandbox::{CallError, CallLimits, CompiledComponent, PoolingMode, Sandbox, SandboxConfig, SandboxState, SandboxView};
 pub use source::PluginSource;

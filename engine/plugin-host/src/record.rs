@@ -167,11 +167,35 @@ impl Recorder {
     }
 }
 
+/// One request a plugin attempted while replaying, for `plugin test`'s checks.
+/// The headers are as the plugin sent them, before redaction: kept in memory
+/// only, compared, never printed.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub method: String,
+    pub url: String,
+    /// `host:port` the request was for.
+    pub authority: String,
+    pub headers: Vec<(String, String)>,
+    pub outcome: AttemptOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// The host's egress check refused it (the reason, without values).
+    Denied(String),
+    /// Answered by the exchange at this index of the recording.
+    Replayed(usize),
+    /// No recorded exchange matched.
+    Unmatched,
+}
+
 /// Answers requests from a recording; each exchange is served once, in order.
 #[derive(Debug)]
 pub struct Replayer {
     exchanges: Vec<Exchange>,
     used: Mutex<Vec<bool>>,
+    attempts: Mutex<Vec<Attempt>>,
 }
 
 impl Replayer {
@@ -181,12 +205,31 @@ impl Replayer {
 
     pub fn new(recording: Recording) -> Self {
         let n = recording.exchanges.len();
-        Self { exchanges: recording.exchanges, used: Mutex::new(vec![false; n]) }
+        Self { exchanges: recording.exchanges, used: Mutex::new(vec![false; n]), attempts: Mutex::default() }
+    }
+
+    pub fn exchanges(&self) -> &[Exchange] {
+        &self.exchanges
+    }
+
+    /// Indexes of the exchanges no request has used yet.
+    pub fn unused(&self) -> Vec<usize> {
+        let used = self.used.lock().expect("replayer lock");
+        (0..used.len()).filter(|&i| !used[i]).collect()
+    }
+
+    /// Every request attempted so far, in order.
+    pub fn attempts(&self) -> Vec<Attempt> {
+        self.attempts.lock().expect("replayer lock").clone()
+    }
+
+    pub(crate) fn log(&self, attempt: Attempt) {
+        self.attempts.lock().expect("replayer lock").push(attempt);
     }
 
     /// The first unused exchange with this method, URL and (redacted) body;
     /// when all such are used, the last one again (retries and polling).
-    pub(crate) fn find(&self, method: &str, url: &str, body: &Option<RecordedBody>) -> Option<Exchange> {
+    pub(crate) fn find(&self, method: &str, url: &str, body: &Option<RecordedBody>) -> Option<(usize, Exchange)> {
         let mut used = self.used.lock().expect("replayer lock");
         let matching: Vec<usize> = (0..self.exchanges.len())
             .filter(|&i| {
@@ -196,7 +239,7 @@ impl Replayer {
             .collect();
         let pick = matching.iter().copied().find(|&i| !used[i]).or(matching.last().copied())?;
         used[pick] = true;
-        Some(self.exchanges[pick].clone())
+        Some((pick, self.exchanges[pick].clone()))
     }
 }
 
@@ -250,9 +293,9 @@ mod tests {
         };
         let replay = Replayer::new(Recording { version: 1, exchanges: vec![ex(429), ex(200)] });
         let live = redact_body(Some("application/x-www-form-urlencoded"), b"client_id=a&client_assertion=new");
-        assert_eq!(replay.find("POST", "https://login.example/token", &live).unwrap().status, 429);
-        assert_eq!(replay.find("POST", "https://login.example/token", &live).unwrap().status, 200);
-        assert_eq!(replay.find("POST", "https://login.example/token", &live).unwrap().status, 200);
+        assert_eq!(replay.find("POST", "https://login.example/token", &live).unwrap().1.status, 429);
+        assert_eq!(replay.find("POST", "https://login.example/token", &live).unwrap().1.status, 200);
+        assert_eq!(replay.find("POST", "https://login.example/token", &live).unwrap().1.status, 200);
         let other = redact_body(Some("application/x-www-form-urlencoded"), b"client_id=b&client_assertion=new");
         assert!(replay.find("POST", "https://login.example/token", &other).is_none());
         assert!(replay.find("GET", "https://login.example/token", &live).is_none());

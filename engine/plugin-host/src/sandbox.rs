@@ -183,15 +183,15 @@ impl Sandbox {
     /// clocks, random, cli stdio/exit/environment/terminal (all backed by an
     /// empty context). No filesystem, no sockets.
     pub fn linker<T: SandboxView + 'static>(&self) -> Result<Linker<T>, HostError> {
-        use wasmtime_wasi::cli::WasiCli;
+        use wasmtime_wasi::cli::{WasiCli, WasiCliView};
         use wasmtime_wasi::p2::bindings::{cli, random};
         use wasmtime_wasi::random::WasiRandom;
         let mut linker = Linker::new(&self.engine);
         let link = |r: wasmtime::Result<()>| r.map_err(|e| HostError::Engine(format!("linker: {e:#}")));
         link(wasmtime_wasi::p2::add_to_linker_proxy_interfaces_async(&mut linker))?;
         let l = &mut linker;
-        link(random::insecure::add_to_linker::<T, WasiRandom>(l, |t| &mut t.ctx().ctx.random))?;
-        link(random::insecure_seed::add_to_linker::<T, WasiRandom>(l, |t| &mut t.ctx().ctx.random))?;
+        link(random::insecure::add_to_linker::<T, WasiRandom>(l, |t| t.ctx().ctx.random()))?;
+        link(random::insecure_seed::add_to_linker::<T, WasiRandom>(l, |t| t.ctx().ctx.random()))?;
         link(cli::exit::add_to_linker::<T, WasiCli>(l, T::cli))?;
         link(cli::environment::add_to_linker::<T, WasiCli>(l, T::cli))?;
         link(cli::terminal_input::add_to_linker::<T, WasiCli>(l, T::cli))?;
