@@ -132,6 +132,9 @@ fn not_found(deletion: DeletionPolicy, source: ItemSource, remote_key: Option<St
     Ok(())
 }
 
+/// One rewrite operation as a key-to-key function.
+type KeyRename<'a> = Box<dyn Fn(&str) -> Result<String, SyncError> + 'a>;
+
 /// Applies rewrite operations in order to the keys of one dataFrom map.
 pub fn rewrite(
     item: usize,
@@ -141,7 +144,7 @@ pub fn rewrite(
 ) -> Result<BTreeMap<String, Vec<u8>>, SyncError> {
     for (j, op) in ops.iter().enumerate() {
         let field = format!("spec.dataFrom[{item}].rewrite[{j}]");
-        let rename: Box<dyn Fn(&str) -> Result<String, SyncError>> = match (&op.regexp, &op.transform, &op.merge) {
+        let rename: KeyRename<'_> = match (&op.regexp, &op.transform, &op.merge) {
             (Some(r), None, None) => {
                 let re = compile(&format!("{field}.regexp.source"), &r.source)?;
                 let target = r.target.clone();
