@@ -34,9 +34,16 @@ pub fn components_dir() -> PathBuf {
 
 impl Harness {
     pub fn new(deadline: Duration) -> Result<Harness> {
+        Harness::with_replay(deadline, None)
+    }
+
+    /// A host whose outbound HTTP is answered from a recording (the host's
+    /// `--replay` format) instead of the network.
+    pub fn with_replay(deadline: Duration, replay: Option<PathBuf>) -> Result<Harness> {
         let cache = tempfile::tempdir()?;
         let mut config = HostConfig::new(cache.path().join("compiled"));
         config.limits.deadline = deadline;
+        config.http.replay = replay;
         let host = PluginHost::new(config).map_err(|e| anyhow!("{e}"))?;
         Ok(Harness { host, _cache: cache })
     }
