@@ -5,6 +5,7 @@
 //! ServiceAccount bound to `rbac/clusterrole.yaml` — never as admin — so every test
 //! also checks the ClusterRole. Each scenario uses its own namespaces and store names.
 //! Scenarios that read provider-call counters hold `SERIAL`.
+#![cfg(feature = "e2e")]
 
 use std::{
     collections::{BTreeMap, BTreeSet},
