@@ -1,0 +1,50 @@
+//! `lockstep`: the controller, and the offline tools that share its engine.
+#![forbid(unsafe_code)]
+
+mod builtins;
+mod conformance;
+mod describe;
+mod host_args;
+mod manifests;
+mod plugin_cmd;
+mod render;
+mod show;
+mod template_cmd;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "lockstep", version, about = "Kubernetes secret sync with sandboxed WebAssembly providers")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print the CRDs (external-secrets.io v1 + v1beta1) as YAML.
+    Crds,
+    /// Print the Secrets a file of stores, ExternalSecrets and
+    /// ClusterExternalSecrets would produce, without a cluster.
+    Render(render::RenderArgs),
+    /// Render a template against data offline.
+    Template(template_cmd::TemplateArgs),
+    /// Provider plugin tools.
+    #[command(subcommand)]
+    Plugin(plugin_cmd::PluginCommand),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("LOCKSTEP_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Crds => print!("{}", lockstep_api::crds::crds_yaml()),
+        Command::Render(args) => render::execute(args).await?,
+        Command::Template(args) => template_cmd::execute(args)?,
+        Command::Plugin(command) => plugin_cmd::execute(command).await?,
+    }
+    Ok(())
+}
