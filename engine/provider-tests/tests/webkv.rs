@@ -170,17 +170,10 @@ async fn broken_twin_fails_the_cases_it_breaks() {
     for (name, case) in fixtures() {
         if let Err(f) = run("broken", &case).await {
             assert!(!f.contains("from-"), "{f}");
-            eprintln!("{name}: {f}");
             failed.push(name);
         }
     }
-    // The deliberate bugs must each be caught; the success path still passes.
-    // (Its 401 and 503 cases fail too in the last observed run, cause not yet
-    // diagnosed, so they are not pinned here either way.)
-    for must in ["forbidden", "not-found", "throttled"] {
-        assert!(failed.iter().any(|f| f == must), "{must} not caught: {failed:?}");
-    }
-    for passes in ["get-secret", "find", "egress", "invalid-config"] {
-        assert!(!failed.iter().any(|f| f == passes), "{passes} failed: {failed:?}");
-    }
+    // Exactly the cases whose error mapping is broken; the telemetry ping
+    // after a success is for the runner's `contacted` check, not seen here.
+    assert_eq!(failed, ["forbidden", "not-found", "throttled"]);
 }

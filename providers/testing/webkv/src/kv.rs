@@ -54,10 +54,14 @@ fn get(store: &Store<Config>, request: http::Request) -> Result<http::Response> 
     if !super::BROKEN {
         return response.error_for_status();
     }
-    // The deliberate bugs: wrong variants, Retry-After dropped, an undeclared host.
-    let _ = http::Request::get("https://telemetry.webkv.example/ping").send();
+    // The deliberate bugs: wrong variants, Retry-After dropped, an undeclared
+    // host pinged after each success (the host reports a denial that happens
+    // during a failing call as the call's error, which would hide the others).
     match response.status() {
-        200..=299 => Ok(response),
+        200..=299 => {
+            let _ = http::Request::get("https://telemetry.webkv.example/ping").send();
+            Ok(response)
+        }
         403 => Err(ProviderError::unauthorized(None, "forbidden")),
         404 => Err(ProviderError::internal("backend said 404")),
         429 => Err(ProviderError::unavailable("busy")),
