@@ -12,6 +12,8 @@ CARGO_TEST_FLAGS ?=
 .PHONY: test demo toolchain components tools build bench
 
 test: toolchain components tools
+	@echo "==> cargo test (guest crates' pure logic, natively)"
+	cargo test --manifest-path providers/Cargo.toml --workspace --target-dir $(LOCKSTEP_CACHE)/target-guest-native
 	@echo "==> cargo test (host crates, e2e against the local control plane)"
 	cargo test --workspace --no-fail-fast $(CARGO_TEST_FLAGS)
 
