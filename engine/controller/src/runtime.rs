@@ -183,9 +183,17 @@ pub async fn run(config: ControllerConfig, shutdown: impl Future<Output = ()> + 
         Some(ns) => Api::namespaced(plain.clone(), ns),
         None => Api::all(plain.clone()),
     };
+    // The same stream also wakes ExternalSecrets whose target appears unmanaged
+    // (creationPolicy Merge waiting for its Secret).
     spawn_watch(&mut tasks, &token, watcher(secrets_meta.clone(), watch.clone()).touched_objects(), {
-        let referenced = referenced.clone();
-        move |s: PartialObjectMeta<Secret>| referenced.touched(&s.name_any(), s.namespace().as_deref().unwrap_or_default())
+        let (referenced, es_store, es_tx) = (referenced.clone(), es_store.clone(), es_tx.clone());
+        move |s: PartialObjectMeta<Secret>| {
+            let (name, ns) = (s.name_any(), s.namespace().unwrap_or_default());
+            referenced.touched(&name, &ns);
+            if !s.labels().contains_key(MANAGED_LABEL) {
+                requeue_targets(&es_store, &es_tx, &name, &ns);
+            }
+        }
     });
     spawn_watch(&mut tasks, &token, watcher(Api::<PartialObjectMeta<ServiceAccount>>::all(plain.clone()), watch.clone()).touched_objects(), {
         let referenced = referenced.clone();
@@ -194,14 +202,7 @@ pub async fn run(config: ControllerConfig, shutdown: impl Future<Output = ()> + 
     // Managed Secrets: label-selected, metadata only; an edit or delete resyncs at once.
     spawn_watch(&mut tasks, &token, watcher(secrets_meta, watch.clone().labels(&format!("{MANAGED_LABEL}=true"))).touched_objects(), {
         let (es_store, es_tx) = (es_store.clone(), es_tx.clone());
-        move |s: PartialObjectMeta<Secret>| {
-            let (name, ns) = (s.name_any(), s.namespace().unwrap_or_default());
-            for es in es_store.state().iter().filter(|e| e.namespace().as_deref() == Some(ns.as_str())) {
-                if lockstep_sync::target_name(&es.name_any(), &es.spec) == name {
-                    let _ = es_tx.unbounded_send(ObjectRef::from_obj(&**es));
-                }
-            }
-        }
+        move |s: PartialObjectMeta<Secret>| requeue_targets(&es_store, &es_tx, &s.name_any(), &s.namespace().unwrap_or_default())
     });
 
     ns_reader.wait_until_ready().await.context("namespace watch")?;
@@ -331,6 +332,15 @@ where
             }
         }
     });
+}
+
+/// ExternalSecrets in `ns` whose target Secret is `name`.
+fn requeue_targets(es_store: &Store<ExternalSecret>, es_tx: &mpsc::UnboundedSender<ObjectRef<ExternalSecret>>, name: &str, ns: &str) {
+    for es in es_store.state().iter().filter(|e| e.namespace().as_deref() == Some(ns)) {
+        if lockstep_sync::target_name(&es.name_any(), &es.spec) == name {
+            let _ = es_tx.unbounded_send(ObjectRef::from_obj(&**es));
+        }
+    }
 }
 
 fn requeue_dependents(es_store: &Store<ExternalSecret>, es_tx: &mpsc::UnboundedSender<ObjectRef<ExternalSecret>>, kind: StoreKind, name: &str, namespace: Option<&str>) {

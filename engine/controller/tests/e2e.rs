@@ -4,7 +4,7 @@
 //! One engine serves this whole test binary. It runs with a TokenRequest token of a
 //! ServiceAccount bound to `rbac/clusterrole.yaml` — never as admin — so every test
 //! also checks the ClusterRole. Each scenario uses its own namespaces and store names.
-//! Scenarios that read provider-call counters hold `SERIAL`.
+//! Every scenario holds `SERIAL`: provider-call counters are global to the engine.
 #![cfg(feature = "e2e")]
 
 use std::{
@@ -215,6 +215,7 @@ fn ready_of(status: Option<&lockstep_api::types::ExternalSecretStatus>) -> Optio
 #[tokio::test]
 async fn seed_topology_follows_namespace_labels() {
     let engine = engine().await;
+    let _serial = SERIAL.lock().await;
     let env = TestEnv::shared().await;
     let client = env.client().await;
     let id = suffix();
@@ -312,6 +313,7 @@ async fn seed_topology_follows_namespace_labels() {
 #[tokio::test]
 async fn missing_store_heals_within_seconds() {
     let _engine = engine().await;
+    let _serial = SERIAL.lock().await;
     let env = TestEnv::shared().await;
     let client = env.client().await;
     let id = suffix();
@@ -430,6 +432,7 @@ async fn fifty_external_secrets_cost_one_provider_call() {
 #[tokio::test]
 async fn policies_drift_and_takeover() {
     let _engine = engine().await;
+    let _serial = SERIAL.lock().await;
     let env = TestEnv::shared().await;
     let client = env.client().await;
     let id = suffix();
