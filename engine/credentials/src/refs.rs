@@ -79,11 +79,10 @@ impl StoreReferences {
         Ok(refs)
     }
 
-    /// True when there is at least one reference and every one names its namespace.
+    /// True when every reference names its namespace — also when there are
+    /// none: then no consumer's credentials can reach the instance either.
     pub fn all_name_namespace(&self) -> bool {
-        let total = self.secret_keys.len() + self.service_accounts.len();
-        total > 0
-            && self.secret_keys.iter().all(|r| r.namespace.is_some())
+        self.secret_keys.iter().all(|r| r.namespace.is_some())
             && self.service_accounts.iter().all(|r| r.namespace.is_some())
     }
 }

@@ -87,8 +87,9 @@ pub struct IsolationUnit {
 }
 
 impl IsolationUnit {
-    /// `(store UID + generation, credential scope)`. A store with references
-    /// that all name a namespace is one unit for every consumer; otherwise the
+    /// `(store UID + generation, credential scope)`. A ClusterSecretStore whose
+    /// references all name a namespace (or that has none) is one unit for
+    /// every consumer; otherwise the
     /// scope is the consuming namespace (the store's own for a SecretStore).
     /// A mixed ClusterSecretStore (some references with, some without a
     /// namespace) is scoped per consumer, the stricter of the two readings.
@@ -146,6 +147,11 @@ mod tests {
         assert_eq!(IsolationUnit::compute(&relative, &refs).scope, CredentialScope::Namespace("team-a".into()));
         assert_eq!(relative.resolve_namespace(None, "auth").unwrap(), "team-a");
         assert_eq!(relative.resolve_namespace(Some("x"), "auth").unwrap(), "x");
+
+        // No references at all (the fake provider): every consumer may share one unit.
+        let bare = css(json!({"data": []}), Some("team-a"));
+        let refs = StoreReferences::collect(&bare.provider_config, &decl).unwrap();
+        assert_eq!(IsolationUnit::compute(&bare, &refs).scope, CredentialScope::Store);
     }
 
     #[test]

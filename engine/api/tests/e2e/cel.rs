@@ -1,10 +1,7 @@
 //! The CRDs on a real kube-apiserver: they install (structural, CEL within
 //! the cost budget), accept the seed and the all-fields fixture, and refuse
 //! one violating manifest per CEL rule with the rule's message.
-//!
-//! Wired as the `e2e_cel` test target once `lockstep-testenv` is in the
-//! workspace (see the `[[test]]` note in engine/api/Cargo.toml). Passed
-//! against kube-apiserver v1.37.2 from `make tools`.
+
 
 use std::time::Duration;
 
