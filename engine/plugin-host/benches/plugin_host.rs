@@ -27,8 +27,38 @@ fn component() -> (PathBuf, Arc<[u8]>) {
     (path, Arc::from(bytes))
 }
 
-/// Store data of the world-independent path: only the sandbox.
-struct Bare(SandboxState);
+/// Store data of the world-independent path: the sandbox plus wasi:http
+/// whose hook refuses everything (instantiation never sends).
+struct Bare(SandboxState, wasmtime_wasi_http::WasiHttpCtx, Deny);
+struct Deny;
+impl wasmtime_wasi_http::WasiHttpHooks for Deny {
+    fn send_request(
+        &mut self,
+        _: http::Request<wasmtime_wasi_http::WasiBody>,
+        _: Option<wasmtime_wasi_http::RequestOptions>,
+        _: Box<dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn std::future::Future<
+                Output = Result<
+                    (
+                        http::Response<wasmtime_wasi_http::WasiBody>,
+                        Box<dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}
+impl wasmtime_wasi_http::WasiHttpView for Bare {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView { ctx: &mut self.1, table: self.0.table(), hooks: &mut self.2 }
+    }
+}
+fn bare(limits: &CallLimits) -> Bare {
+    Bare(SandboxState::new(limits), wasmtime_wasi_http::WasiHttpCtx::new(), Deny)
+}
 impl SandboxView for Bare {
     fn sandbox(&mut self) -> &mut SandboxState {
         &mut self.0
@@ -53,6 +83,7 @@ fn sandbox(pooling: PoolingMode, cache: &std::path::Path) -> Arc<Sandbox> {
 async fn pre(sb: &Sandbox, wasm: Arc<[u8]>) -> InstancePre<Bare> {
     let compiled = sb.compile(wasm, PROVIDER_WORLD).await.unwrap();
     let mut linker: Linker<Bare> = sb.linker().unwrap();
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).unwrap();
     // Instantiation cost does not depend on what the imports do.
     linker.define_unknown_imports_as_traps(compiled.component()).unwrap();
     linker.instantiate_pre(compiled.component()).unwrap()
@@ -90,7 +121,7 @@ fn instantiate(c: &mut Criterion) {
         g.bench_function(name, |b| {
             b.iter(|| {
                 rt.block_on(async {
-                    let mut store = sb.store(Bare(SandboxState::new(&limits)));
+                    let mut store = sb.store(bare(&limits));
                     pre.instantiate_async(&mut store).await.unwrap();
                 })
             })
@@ -208,7 +239,7 @@ fn memory_per_instance() {
         let live: Vec<_> = (0..n)
             .map(|_| {
                 rt.block_on(async {
-                    let mut store = sb.store(Bare(SandboxState::new(&limits)));
+                    let mut store = sb.store(bare(&limits));
                     let inst = pre.instantiate_async(&mut store).await.unwrap();
                     // Touch the guest: its metadata export allocates and returns strings.
                     let f = inst.get_export_index(&mut store, None, "lockstep:provider/provider@0.1.0").unwrap();
@@ -216,7 +247,6 @@ fn memory_per_instance() {
                     let f = inst.get_func(&mut store, f).unwrap();
                     let mut out = [wasmtime::component::Val::Bool(false)];
                     f.call_async(&mut store, &[], &mut out).await.unwrap();
-                    f.post_return_async(&mut store).await.unwrap();
                     (store, inst)
                 })
             })
@@ -227,10 +257,10 @@ fn memory_per_instance() {
     }
 }
 
-criterion_group!(benches, compile, instantiate, call, fetch);
+criterion_group!(benches, compile, call, fetch, instantiate);
 
 fn main() {
-    memory_per_instance();
     benches();
+    memory_per_instance();
     Criterion::default().configure_from_args().final_summary();
 }
