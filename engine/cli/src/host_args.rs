@@ -14,8 +14,8 @@ use crate::builtins::{BUILTINS, DEFAULT_PLUGINS};
 pub struct HostArgs {
     /// Directory for compiled plugin artifacts (created with mode 0700).
     /// Default: $XDG_CACHE_HOME/lockstep/plugins, or $HOME/.cache/lockstep/plugins.
-    #[arg(long, env = "LOCKSTEP_PLUGIN_CACHE")]
-    plugin_cache: Option<PathBuf>,
+    #[arg(long, env = "LOCKSTEP_COMPILE_CACHE")]
+    compile_cache_dir: Option<PathBuf>,
     /// Provider plugins to load: `builtin:NAME` or `file:PATH@sha256:HEX`
     /// (repeatable). Each serves the `spec.provider` key its metadata names.
     /// Default: every built-in plugin.
@@ -31,7 +31,7 @@ pub struct HostArgs {
     #[arg(long = "resolve", value_name = "HOST=IP:PORT")]
     overrides: Vec<HostOverride>,
     /// Extra PEM CA bundle trusted for plugin egress (repeatable).
-    #[arg(long = "extra-ca", value_name = "FILE")]
+    #[arg(long = "extra-ca-file", value_name = "FILE")]
     extra_ca: Vec<PathBuf>,
     /// Proxy for plugin egress.
     #[arg(long)]
@@ -48,7 +48,7 @@ impl HostArgs {
     /// The host configuration these flags describe.
     pub fn config(&self) -> anyhow::Result<HostConfig> {
         let Self {
-            plugin_cache,
+            compile_cache_dir,
             plugins: _,
             grants,
             ambient_sources,
@@ -58,7 +58,7 @@ impl HostArgs {
             plugin_deadline_ms,
             plugin_memory_mib,
         } = self;
-        let cache = match plugin_cache {
+        let cache = match compile_cache_dir {
             Some(dir) => dir.clone(),
             None => default_cache_dir()?.join("plugins"),
         };
@@ -67,7 +67,7 @@ impl HostArgs {
         config.http.overrides = overrides.clone();
         config.http.proxy = proxy.clone();
         for path in extra_ca {
-            config.http.extra_ca_pem.push(std::fs::read(path).with_context(|| format!("reading --extra-ca {}", path.display()))?);
+            config.http.extra_ca_pem.push(std::fs::read(path).with_context(|| format!("reading --extra-ca-file {}", path.display()))?);
         }
         config.limits.deadline = Duration::from_millis(*plugin_deadline_ms);
         config.limits.max_memory_bytes = plugin_memory_mib << 20;
@@ -95,7 +95,7 @@ fn default_cache_dir() -> anyhow::Result<PathBuf> {
     if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
         return Ok(PathBuf::from(dir).join("lockstep"));
     }
-    let home = std::env::var_os("HOME").context("neither --plugin-cache, XDG_CACHE_HOME nor HOME is set")?;
+    let home = std::env::var_os("HOME").context("neither --compile-cache-dir, XDG_CACHE_HOME nor HOME is set")?;
     Ok(PathBuf::from(home).join(".cache/lockstep"))
 }
 

@@ -22,6 +22,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the controller: watch stores and ExternalSecrets, write Secrets.
+    Run(lockstep_controller::RunArgs),
     /// Print the CRDs (external-secrets.io v1 + v1beta1) as YAML.
     Crds,
     /// Print the Secrets a file of stores, ExternalSecrets and
@@ -36,11 +38,32 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("LOCKSTEP_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
     match Cli::parse().command {
+        Command::Run(args) => run(args).await,
+        command => {
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("LOCKSTEP_LOG").unwrap_or_else(|_| "warn".into()))
+                .with_writer(std::io::stderr)
+                .init();
+            offline(command).await
+        }
+    }
+}
+
+async fn run(args: lockstep_controller::RunArgs) -> anyhow::Result<()> {
+    let mut config = args.into_config()?;
+    lockstep_controller::init_logging(config.log_format);
+    config.builtins = builtins::BUILTINS.to_vec();
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    lockstep_controller::run(config, shutdown).await
+}
+
+/// The commands that need no cluster.
+async fn offline(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run(_) => anyhow::bail!("`run` is not an offline command"),
         Command::Crds => print!("{}", lockstep_api::crds::crds_yaml()),
         Command::Render(args) => render::execute(args).await?,
         Command::Template(args) => template_cmd::execute(args)?,

@@ -24,7 +24,7 @@ fn lockstep(args: &[&str]) -> Output {
     let scratch = std::env::temp_dir().join(format!("lockstep-cli-test-{}", std::process::id()));
     Command::new(env!("CARGO_BIN_EXE_lockstep"))
         .args(args)
-        .env("LOCKSTEP_PLUGIN_CACHE", scratch.join("plugins"))
+        .env("LOCKSTEP_COMPILE_CACHE", scratch.join("plugins"))
         .env("RUST_BACKTRACE", "0")
         .output()
         .expect("lockstep runs")
