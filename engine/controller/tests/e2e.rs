@@ -5,7 +5,6 @@
 //! ServiceAccount bound to `rbac/clusterrole.yaml` — never as admin — so every test
 //! also checks the ClusterRole. Each scenario uses its own namespaces and store names.
 //! Every scenario holds `SERIAL`: provider-call counters are global to the engine.
-#![cfg(feature = "e2e")]
 
 use std::{
     collections::{BTreeMap, BTreeSet},
