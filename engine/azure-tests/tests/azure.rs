@@ -215,7 +215,6 @@ async fn service_principal_with_client_secret() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the fake Entra (tests/support entra.rs add_certificate) keeps the DER sign byte of the RSA modulus, which ring rejects: every certificate assertion fails with AADSTS700027; passes once it strips leading zeros"]
 async fn service_principal_with_client_certificate() {
     let _shared = GLOBAL.read().await;
     let env = TestEnv::shared().await;
