@@ -306,3 +306,49 @@ async fn provider_failure_keeps_secret_and_recovers() {
     let ready = wait_ready(&es_api, "app", "Ready=True after recovery", Duration::from_secs(10), |r| r.0 == "True").await;
     eprintln!("failure: recovered {:?} after the store was restored ({})", start.elapsed(), ready.1);
 }
+
+/// Credential requests the host refuses: a namespaced SecretStore reaching for a
+/// Secret in another namespace, and a request for a reference the store never
+/// declared. Both surface as a clear denial on the ExternalSecret; no Secret is written.
+#[tokio::test]
+async fn capability_refusals_give_clear_conditions() {
+    let _engine = engine().await;
+    let _serial = SERIAL.lock().await;
+    let client = TestEnv::shared().await.client().await;
+    let id = suffix();
+    let (ns, other) = (format!("probe-deny-{id}"), format!("probe-deny-other-{id}"));
+    namespace(&client, &ns, json!({})).await;
+    namespace(&client, &other, json!({})).await;
+    // The referenced Secrets exist in both namespaces: only policy can refuse them.
+    for n in [&ns, &other] {
+        Api::<Secret>::namespaced(client.clone(), n)
+            .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "creds"}, "stringData": {"token": "deny-T0ken-value"}})).unwrap())
+            .await
+            .expect("creds Secret");
+    }
+    let answer = json!({"db": {"from": "secretKey"}});
+    let cross = json!({"name": "creds", "key": "token", "namespace": other});
+    apply_store(&client, &ns, "cross-ns", json!({"auth": {"secretRef": cross}, "request": {"secretKey": cross}, "responses": answer})).await;
+    apply_store(&client, &ns, "undeclared", json!({"request": {"secretKey": {"name": "creds", "key": "token"}}, "responses": answer})).await;
+    let es_api = create_es(&client, &ns, "cross", "cross-ns", "db", "1h").await;
+    create_es(&client, &ns, "undeclared", "undeclared", "db", "1h").await;
+
+    let cross = wait_ready(&es_api, "cross", "a refusal of the cross-namespace reference", Duration::from_secs(30), |r| r.0 == "False").await;
+    eprintln!("refusal (cross-namespace): {} / {}", cross.1, cross.2);
+    assert!(cross.2.contains("denied"), "the condition must say denied: {cross:?}");
+    assert!(
+        cross.2.contains(&other) && cross.2.contains("only reference its own namespace"),
+        "the condition must name the other namespace and why it is refused: {cross:?}"
+    );
+    let undeclared = wait_ready(&es_api, "undeclared", "a refusal of the undeclared reference", Duration::from_secs(30), |r| r.0 == "False").await;
+    eprintln!("refusal (undeclared): {} / {}", undeclared.1, undeclared.2);
+    assert!(undeclared.2.contains("denied"), "the condition must say denied: {undeclared:?}");
+    assert!(undeclared.2.contains("not referenced"), "the condition must say the reference is not declared: {undeclared:?}");
+    for r in [&cross, &undeclared] {
+        assert!(!r.2.contains("deny-T0ken-value"), "a condition must not carry a secret value");
+    }
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    for name in ["cross", "undeclared"] {
+        assert!(secrets.get_opt(name).await.unwrap().is_none(), "a refused store must not produce Secret {name}");
+    }
+}
