@@ -17,7 +17,7 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, Client,
-    api::{ListParams, Patch, PatchParams, PostParams},
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
 };
 use lockstep_api::v1;
 use lockstep_controller::{ControllerConfig, LogFormat};
@@ -206,6 +206,11 @@ fn ready_of(status: Option<&lockstep_api::types::ExternalSecretStatus>) -> Optio
     Some((c.status.clone(), c.reason.clone().unwrap_or_default(), c.message.clone().unwrap_or_default()))
 }
 
+/// Stops the scenario's ExternalSecrets from refreshing (and calling the probe) after it ends.
+async fn delete_namespace(client: &Client, name: &str) {
+    Api::<Namespace>::all(client.clone()).delete(name, &DeleteParams::default()).await.ok();
+}
+
 /// Creates or replaces (server-side apply, whole spec) a namespaced probe SecretStore.
 async fn apply_store(client: &Client, ns: &str, name: &str, probe: serde_json::Value) {
     let store = json!({
@@ -305,6 +310,7 @@ async fn provider_failure_keeps_secret_and_recovers() {
     .await;
     let ready = wait_ready(&es_api, "app", "Ready=True after recovery", Duration::from_secs(10), |r| r.0 == "True").await;
     eprintln!("failure: recovered {:?} after the store was restored ({})", start.elapsed(), ready.1);
+    delete_namespace(&client, &ns).await;
 }
 
 /// Credential requests the host refuses: a namespaced SecretStore reaching for a
@@ -333,14 +339,14 @@ async fn capability_refusals_give_clear_conditions() {
     let es_api = create_es(&client, &ns, "cross", "cross-ns", "db", "1h").await;
     create_es(&client, &ns, "undeclared", "undeclared", "db", "1h").await;
 
-    let cross = wait_ready(&es_api, "cross", "a refusal of the cross-namespace reference", Duration::from_secs(30), |r| r.0 == "False").await;
+    let cross = wait_ready(&es_api, "cross", "a refusal of the cross-namespace reference", Duration::from_secs(30), |r| r.0 == "False" && !r.2.contains("not been validated")).await;
     eprintln!("refusal (cross-namespace): {} / {}", cross.1, cross.2);
     assert!(cross.2.contains("denied"), "the condition must say denied: {cross:?}");
     assert!(
         cross.2.contains(&other) && cross.2.contains("only reference its own namespace"),
         "the condition must name the other namespace and why it is refused: {cross:?}"
     );
-    let undeclared = wait_ready(&es_api, "undeclared", "a refusal of the undeclared reference", Duration::from_secs(30), |r| r.0 == "False").await;
+    let undeclared = wait_ready(&es_api, "undeclared", "a refusal of the undeclared reference", Duration::from_secs(30), |r| r.0 == "False" && !r.2.contains("not been validated")).await;
     eprintln!("refusal (undeclared): {} / {}", undeclared.1, undeclared.2);
     assert!(undeclared.2.contains("denied"), "the condition must say denied: {undeclared:?}");
     assert!(undeclared.2.contains("not referenced"), "the condition must say the reference is not declared: {undeclared:?}");
@@ -351,4 +357,48 @@ async fn capability_refusals_give_clear_conditions() {
     for name in ["cross", "undeclared"] {
         assert!(secrets.get_opt(name).await.unwrap().is_none(), "a refused store must not produce Secret {name}");
     }
+}
+
+/// `throttled` with Retry-After: the condition says throttled, and the engine's next
+/// provider call for that key waits at least Retry-After (seen on the calls metric).
+#[tokio::test]
+async fn throttled_waits_for_retry_after() {
+    const RETRY_AFTER: Duration = Duration::from_millis(2500);
+    let engine = engine().await;
+    let _serial = SERIAL.lock().await;
+    let client = TestEnv::shared().await.client().await;
+    let ns = format!("probe-throttle-{}", suffix());
+    namespace(&client, &ns, json!({})).await;
+    apply_store(&client, &ns, "probe", json!({"responses": {"busy": {"error": {
+        "kind": "throttled", "retryAfterMs": RETRY_AFTER.as_millis() as u64, "message": "slow down"}}}}))
+    .await;
+    // Only throttled answers: ExternalSecrets of earlier scenarios keep refreshing.
+    let calls = r#"lockstep_provider_calls_total{provider="probe",call="GetSecret",status="Throttled"}"#;
+    let mut seen = metric(engine, calls).await;
+    // A refresh interval far below Retry-After: only the throttle can space the calls.
+    let es_api = create_es(&client, &ns, "app", "probe", "busy", "1s").await;
+    let mut call_times = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(12) && call_times.len() < 4 {
+        let now = metric(engine, calls).await;
+        if now > seen {
+            call_times.push(Instant::now());
+            seen = now;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let gaps: Vec<Duration> = call_times.windows(2).map(|w| w[1] - w[0]).collect();
+    eprintln!("throttle: {} GetSecret calls in {:?}, gaps {gaps:?}", call_times.len(), start.elapsed());
+    assert!(call_times.len() >= 2, "the engine must retry after Retry-After ({} calls seen)", call_times.len());
+    // Observation jitter (metric polling every 25 ms, the call's own duration) stays well under 300 ms.
+    for gap in &gaps {
+        assert!(*gap + Duration::from_millis(300) >= RETRY_AFTER, "a provider call came {gap:?} after the previous one, before Retry-After {RETRY_AFTER:?}");
+    }
+    let ready = wait_ready(&es_api, "app", "Ready=False throttled", Duration::from_secs(10), |r| r.0 == "False").await;
+    eprintln!("throttle: {} / {}", ready.1, ready.2);
+    assert!(ready.2.contains("throttled"), "the condition must say throttled: {ready:?}");
+
+    apply_store(&client, &ns, "probe", json!({"responses": {"busy": {"value": "throttle-ok"}}})).await;
+    wait_ready(&es_api, "app", "Ready=True once the backend stops throttling", Duration::from_secs(30), |r| r.0 == "True").await;
+    delete_namespace(&client, &ns).await;
 }
