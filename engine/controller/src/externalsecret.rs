@@ -27,7 +27,7 @@ use lockstep_api::{
 use lockstep_plugin_host::wit;
 use lockstep_sync::{
     Call, EmptyDataOutcome, FetchResult, SecretSource, TemplateObjectKind, TemplateObjects,
-    hash::{DATA_HASH_ANNOTATION, FORCE_SYNC_ANNOTATION, MANAGED_LABEL, data_hash, field_manager, synced_resource_version},
+    hash::{DATA_HASH_ANNOTATION, FORCE_SYNC_ANNOTATIONS, MANAGED_LABEL, data_hash, field_manager, synced_resource_version},
 };
 use serde_json::json;
 use tokio::time::Instant;
@@ -171,7 +171,7 @@ async fn sync(es: &ExternalSecret, ctx: &Context, ns: &str) -> Result<(Ready, Ac
     let last_refresh = status.refresh_time.as_ref().map(|t| SystemTime::from(t.0));
     let periodic_due = periodic && matches!((last_refresh, window_start), (Some(last), Some(start)) if last < start);
     let urgency = if never_synced || changed || !secret_valid {
-        let forced = changed && es.annotations().contains_key(FORCE_SYNC_ANNOTATION);
+        let forced = changed && FORCE_SYNC_ANNOTATIONS.iter().any(|a| es.annotations().contains_key(*a));
         Some(if forced { Urgency::Fresh } else { Urgency::Interactive })
     } else if periodic_due {
         Some(Urgency::Periodic)

@@ -288,14 +288,13 @@ async fn seed_as_written_then_fixed_with_azure_key_vault() {
     let (r, _) = wait_for("Ready=True", Duration::from_secs(10), || async { ready(&es_api, &es_name).await.filter(|r| r.0 == "True") }).await;
     assert_eq!(r.1, "SecretSynced");
 
-    // Rotation: refreshInterval is 1m in the manifests; a force-sync annotation asks
-    // for it now. The engine honours `external-secrets.io/force-sync` (bare
-    // `force-sync`, as ESO's FAQ writes it, did not bypass the fetch cache here).
+    // Rotation: refreshInterval is 1m in the manifests; the force-sync annotation,
+    // written as ESO's FAQ writes it, asks for it now.
     vault.set_secret(REMOTE_KEY, "seed-Adm1n-pw-2", &SecretOptions::default()).await.expect("rotate");
     let rotated_at = Instant::now();
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs().to_string();
     es_api
-        .patch(&es_name, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {"external-secrets.io/force-sync": stamp}}})))
+        .patch(&es_name, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {"force-sync": stamp}}})))
         .await
         .expect("annotate force-sync");
     wait_for("the Secret to follow the rotated value", Duration::from_secs(15), || async {

@@ -15,6 +15,9 @@ pub const CREATED_BY_LABEL: &str = "reconcile.external-secrets.io/created-by";
 pub const DATA_HASH_ANNOTATION: &str = "reconcile.external-secrets.io/data-hash";
 /// Annotation that forces a sync when it changes.
 pub const FORCE_SYNC_ANNOTATION: &str = "external-secrets.io/force-sync";
+/// Annotations whose change forces a fresh provider call: ESO's FAQ tells
+/// users to `kubectl annotate es NAME force-sync=$(date +%s)`, unprefixed.
+pub const FORCE_SYNC_ANNOTATIONS: [&str; 2] = [FORCE_SYNC_ANNOTATION, "force-sync"];
 
 /// Lowercase hex SHA3-224 of `text`.
 pub fn sha3_224_hex(text: &[u8]) -> String {
