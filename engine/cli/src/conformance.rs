@@ -16,7 +16,6 @@ use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::describe;
 use crate::plugin_cmd::file_source;
 
 #[derive(Args, Debug)]
@@ -331,7 +330,7 @@ fn describe_outcome(outcome: &Outcome) -> String {
         Outcome::Entries(e) => format!("entries {{{}}}", e.iter().map(|e| e.key.as_str()).collect::<Vec<_>>().join(", ")),
         Outcome::Validation(v) => format!("validation {v:?}"),
         Outcome::Egress(rules) => format!("{} egress rule(s)", rules.len()),
-        Outcome::Error(e) => format!("{} ({})", variant(e), describe::provider_error(e)),
+        Outcome::Error(e) => format!("{} ({})", variant(e), lockstep_plugin_host::describe(e)),
     }
 }
 
@@ -419,7 +418,7 @@ fn compare_error(error: &ProviderError, want: &ExpectError) -> Vec<String> {
         _ => {}
     }
     if let Some(needle) = &want.message_contains {
-        if !describe::provider_error(error).contains(needle.as_str()) {
+        if !lockstep_plugin_host::describe(error).contains(needle.as_str()) {
             findings.push(format!("the error message lacks {needle:?}"));
         }
     }

@@ -3,7 +3,6 @@
 
 mod builtins;
 mod conformance;
-mod describe;
 mod host_args;
 mod manifests;
 mod plugin_cmd;

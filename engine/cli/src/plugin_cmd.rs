@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::host_args::HostArgs;
 use crate::manifests::{self, Store};
-use crate::{conformance, describe, show};
+use crate::{conformance, show};
 
 #[derive(Subcommand, Debug)]
 pub enum PluginCommand {
@@ -167,8 +167,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let backend = Arc::new(FileBackend::from_yaml(&credential_text)?);
     let bound = plugin_host
         .bind(StoreBinding { provider_key: store.provider_key.clone(), store: store.scope, controller_class: store.controller_class, credentials: backend })
-        .map_err(|e| anyhow::anyhow!(describe::provider_error(&e)))?;
-    let fail = |e: wit::ProviderError| anyhow::anyhow!(describe::provider_error(&e));
+        .map_err(|e| anyhow::anyhow!(lockstep_plugin_host::describe(&e)))?;
+    let fail = |e: wit::ProviderError| anyhow::anyhow!(lockstep_plugin_host::describe(&e));
     if validate {
         let result = bound.validate().await.map_err(fail)?;
         println!("validation: {result:?}");

@@ -19,7 +19,6 @@ use lockstep_sync::{Call, FetchResult, SecretSource, StoreKey, TemplateObjectKin
 use lockstep_templates::{FunctionConfig, Renderer, RendererConfig, Syntax, SYNTAX_ANNOTATION};
 use serde_json::Value;
 
-use crate::describe;
 use crate::host_args::HostArgs;
 use crate::manifests::Store;
 use crate::show;
@@ -170,7 +169,7 @@ async fn render_one(
         results.push(match result {
             Ok(r) => r,
             Err(ProviderError::NotFound(_)) => FetchResult::NotFound,
-            Err(e) => anyhow::bail!("{}: {}", fetch.store, describe::provider_error(&e)),
+            Err(e) => anyhow::bail!("{}: {}", fetch.store, lockstep_plugin_host::describe(&e)),
         });
     }
     let provider_data = lockstep_sync::resolve(&es.spec, &plan, &results, renderer)?;

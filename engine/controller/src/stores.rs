@@ -182,22 +182,15 @@ pub fn use_store(ctx: &Context, key: &StoreKey, consumer: &str) -> StoreUse {
 /// A plugin's error as the scheduler and conditions use it.
 pub fn provider_error(e: wit::ProviderError) -> FetchError {
     use wit::ProviderError as P;
-    let auth = |a: wit::AuthFailure| match a.code {
-        Some(code) => format!("{code}: {}", a.message),
-        None => a.message,
-    };
+    let message = lockstep_plugin_host::describe(&e);
     match e {
-        P::NotFound(m) => FetchError::Internal(format!("not found: {m}")),
-        P::Unauthorized(a) => FetchError::Unauthorized(format!("unauthorized: {}", auth(a))),
-        P::Forbidden(a) => FetchError::Forbidden(format!("forbidden: {}", auth(a))),
-        P::Throttled(t) => FetchError::Throttled {
-            retry_after: Duration::from_millis(t.retry_after_ms.unwrap_or(1000)),
-            message: format!("throttled: {}", t.message),
-        },
-        P::InvalidConfig(c) => FetchError::InvalidConfig(format!("invalid provider config at {}: {}", c.field, c.reason)),
-        P::Denied(m) => FetchError::Denied(format!("denied by policy: {m}")),
-        P::Unavailable(m) => FetchError::Unavailable(format!("unavailable: {m}")),
-        P::Internal(m) => FetchError::Internal(format!("provider error: {m}")),
+        P::NotFound(_) | P::Internal(_) => FetchError::Internal(message),
+        P::Unauthorized(_) => FetchError::Unauthorized(message),
+        P::Forbidden(_) => FetchError::Forbidden(message),
+        P::Throttled(t) => FetchError::Throttled { retry_after: Duration::from_millis(t.retry_after_ms.unwrap_or(1000)), message },
+        P::InvalidConfig(_) => FetchError::InvalidConfig(message),
+        P::Denied(_) => FetchError::Denied(message),
+        P::Unavailable(_) => FetchError::Unavailable(message),
     }
 }
 

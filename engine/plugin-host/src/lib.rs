@@ -53,6 +53,7 @@
 mod artifact;
 mod bindings;
 mod cache;
+mod describe;
 pub mod egress;
 pub mod grants;
 mod host;
@@ -65,6 +66,7 @@ mod source;
 mod state;
 
 pub use cache::CacheOutcome;
+pub use describe::describe;
 pub use egress::{Denial, DenyReason, EgressGrant, EgressRule};
 pub use grants::{EffectiveGrants, GrantParseError, NetworkGrants, OperatorGrants};
 pub use host::{BoundStore, HostConfig, LoadedPlugin, PluginHost, RecyclePolicy, StoreBinding};
