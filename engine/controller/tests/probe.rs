@@ -4,206 +4,33 @@
 //! with only the probe loaded, as a file source pinned by sha256. Each scenario uses its
 //! own namespace and holds `SERIAL`: provider-call counters are global to the engine.
 
-use std::{
-    net::SocketAddr,
-    path::PathBuf,
-    sync::OnceLock,
-    time::{Duration, Instant},
-};
+mod common;
 
-use k8s_openapi::api::{
-    core::v1::{Event, Namespace, Secret, ServiceAccount},
-    rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding},
-};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Event, Namespace, Secret};
 use kube::{
     Api, Client,
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
 };
 use lockstep_api::v1;
-use lockstep_controller::{ControllerConfig, LogFormat};
 use lockstep_testenv::TestEnv;
 use serde_json::json;
-use sha2::Digest;
 
-const ENGINE_NS: &str = "lockstep-probe-system";
-const ENGINE_SA: &str = "lockstep-probe-e2e";
+use common::{Engine, Identity, component, metric, namespace, ready_of, suffix, wait_for};
 
-static ENGINE: OnceLock<Engine> = OnceLock::new();
+const ID: Identity = Identity { namespace: "lockstep-probe-system", service_account: "lockstep-probe-e2e", tag: "probe-e2e" };
+
+static ENGINE: tokio::sync::OnceCell<Engine> = tokio::sync::OnceCell::const_new();
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-struct Engine {
-    metrics_url: String,
-    log_path: PathBuf,
-}
-
 async fn engine() -> &'static Engine {
-    let env = TestEnv::shared().await;
-    tokio::task::spawn_blocking(move || ENGINE.get_or_init(|| start_engine(env))).await.expect("engine start thread")
-}
-
-/// Starts the engine on its own runtime (it outlives every test's runtime).
-fn start_engine(env: &'static TestEnv) -> Engine {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-        rt.block_on(async move {
-            let (config, engine) = prepare(env).await;
-            tx.send(engine).expect("report engine");
-            if let Err(e) = lockstep_controller::run(config, std::future::pending()).await {
-                panic!("engine stopped: {e:#}");
-            }
-        });
-    });
-    let engine = rx.recv().expect("engine prepared");
-    // Wait until the engine answers its probes.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let client = reqwest::blocking::Client::new();
-    while Instant::now() < deadline {
-        if client.get(&engine.metrics_url).send().is_ok_and(|r| r.status().is_success()) {
-            return engine;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("engine did not serve /metrics within 60 s; log: {}", engine.log_path.display());
-}
-
-fn free_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
-}
-
-fn component(name: &str) -> String {
-    let dir = std::env::var("LOCKSTEP_COMPONENTS_DIR").expect("LOCKSTEP_COMPONENTS_DIR (run `make components`)");
-    let path = PathBuf::from(dir).join(format!("{name}.wasm"));
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (run `make components`)", path.display()));
-    format!("file:{}@sha256:{}", path.display(), hex::encode(sha2::Sha256::digest(&bytes)))
-}
-
-/// CRDs and RBAC as admin; the engine's own kubeconfig with its ServiceAccount's token.
-async fn prepare(env: &'static TestEnv) -> (ControllerConfig, Engine) {
-    let admin = env.client().await;
-    let apply = PatchParams::apply("lockstep-probe-e2e").force();
-    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> = Api::all(admin.clone());
-    for crd in lockstep_api::crds::crds() {
-        let name = crd.metadata.name.clone().unwrap();
-        crds.patch(&name, &apply, &Patch::Apply(&crd)).await.expect("apply CRD");
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Api::<v1::ExternalSecret>::all(admin.clone()).list(&Default::default()).await.is_err() {
-        assert!(Instant::now() < deadline, "CRDs not established");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-
-    let namespaces: Api<Namespace> = Api::all(admin.clone());
-    namespaces.patch(ENGINE_NS, &apply, &Patch::Apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ENGINE_NS}}))).await.expect("namespace");
-    Api::<ServiceAccount>::namespaced(admin.clone(), ENGINE_NS)
-        .patch(ENGINE_SA, &apply, &Patch::Apply(json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": ENGINE_SA}})))
+    ENGINE
+        .get_or_init(|| async {
+            let env = TestEnv::shared().await;
+            common::start(common::config(env, &ID, vec![("probe".into(), component("lockstep_provider_probe"))]).await).await
+        })
         .await
-        .expect("service account");
-
-    let rbac = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/rbac/clusterrole.yaml")).expect("rbac file");
-    let mut docs = serde_yaml::Deserializer::from_str(&rbac);
-    let cluster_role: ClusterRole = serde::Deserialize::deserialize(docs.next().unwrap()).expect("ClusterRole");
-    let role: Role = serde::Deserialize::deserialize(docs.next().unwrap()).expect("Role");
-    let cr_name = cluster_role.metadata.name.clone().unwrap();
-    let role_name = role.metadata.name.clone().unwrap();
-    Api::<ClusterRole>::all(admin.clone()).patch(&cr_name, &apply, &Patch::Apply(&cluster_role)).await.expect("ClusterRole");
-    Api::<Role>::namespaced(admin.clone(), ENGINE_NS).patch(&role_name, &apply, &Patch::Apply(&role)).await.expect("Role");
-    let subject = json!([{"kind": "ServiceAccount", "name": ENGINE_SA, "namespace": ENGINE_NS}]);
-    // Its own binding name: e2e.rs binds the same ClusterRole to its own ServiceAccount.
-    let crb_name = format!("{cr_name}-probe-e2e");
-    Api::<ClusterRoleBinding>::all(admin.clone())
-        .patch(&crb_name, &apply, &Patch::Apply(json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": crb_name},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cr_name}, "subjects": subject,
-        })))
-        .await
-        .expect("ClusterRoleBinding");
-    Api::<RoleBinding>::namespaced(admin.clone(), ENGINE_NS)
-        .patch(&role_name, &apply, &Patch::Apply(json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": role_name},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role_name}, "subjects": subject,
-        })))
-        .await
-        .expect("RoleBinding");
-
-    let token = env.token_request(ENGINE_NS, ENGINE_SA, Some(env.issuer())).await.expect("engine token");
-    let dir = env.state_dir().join("lockstep-controller-probe");
-    std::fs::create_dir_all(&dir).expect("engine dir");
-    let kubeconfig = dir.join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        serde_yaml::to_string(&json!({
-            "apiVersion": "v1", "kind": "Config", "current-context": "engine",
-            "clusters": [{"name": "local", "cluster": {"server": env.api_url(), "certificate-authority": env.ca_path()}}],
-            "users": [{"name": "engine", "user": {"token": token}}],
-            "contexts": [{"name": "engine", "context": {"cluster": "local", "user": "engine", "namespace": ENGINE_NS}}],
-        }))
-        .unwrap(),
-    )
-    .expect("kubeconfig");
-
-    let metrics_addr = free_port();
-    let config = ControllerConfig {
-        kubeconfig: Some(kubeconfig),
-        controller_class: "default".into(),
-        namespace: None,
-        concurrency: 8,
-        provider_concurrency: 4,
-        store_rate_limit: 50.0,
-        store_requeue_interval: Duration::from_secs(300),
-        fetch_cache_bytes: 16 << 20,
-        metrics_addr,
-        probe_addr: free_port(),
-        log_format: LogFormat::Json,
-        leader_election: None,
-        plugins: vec![
-            ("probe".into(), component("lockstep_provider_probe")),
-        ],
-        builtins: Vec::new(),
-        compile_cache_dir: dir.join("compiled"),
-        grants: Vec::new(),
-        ambient_sources: Vec::new(),
-        extra_ca_files: Vec::new(),
-        resolve: Vec::new(),
-    };
-    (config, Engine { metrics_url: format!("http://{metrics_addr}/metrics"), log_path: dir })
-}
-
-async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> (T, Duration)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = probe().await {
-            return (v, start.elapsed());
-        }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn suffix() -> String {
-    format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() & 0xffffff)
-}
-
-async fn namespace(client: &Client, name: &str, labels: serde_json::Value) {
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap())
-        .await
-        .expect("create namespace");
-}
-
-async fn metric(engine: &Engine, prefix: &str) -> f64 {
-    let text = reqwest::get(&engine.metrics_url).await.expect("metrics").text().await.expect("metrics body");
-    text.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
-}
-
-fn ready_of(status: Option<&lockstep_api::types::ExternalSecretStatus>) -> Option<(String, String, String)> {
-    let c = status?.conditions.iter().find(|c| c.type_ == "Ready")?;
-    Some((c.status.clone(), c.reason.clone().unwrap_or_default(), c.message.clone().unwrap_or_default()))
 }
 
 /// Stops the scenario's ExternalSecrets from refreshing (and calling the probe) after it ends.

@@ -9,29 +9,26 @@
 //! `rbac/clusterrole.yaml`, never as admin. The engine-start helper is a trimmed
 //! copy of the one in `tests/e2e.rs` (Azure component instead of the fake).
 
+mod common;
+
 use std::{
     collections::BTreeSet,
-    net::SocketAddr,
-    path::{Path, PathBuf},
+    path::Path,
     time::{Duration, Instant},
 };
 
-use k8s_openapi::api::{
-    core::v1::{Namespace, Secret, ServiceAccount},
-    rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding},
-};
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use kube::{
     Api, Client,
     api::{Patch, PatchParams},
 };
 use lockstep_api::{v1, v1beta1};
-use lockstep_controller::{ControllerConfig, LogFormat};
 use lockstep_testenv::{SecretOptions, TestEnv};
 use serde_json::{Value, json};
-use sha2::Digest;
 
-const ENGINE_NS: &str = "lockstep-seed-system";
-const ENGINE_SA: &str = "lockstep-seed";
+use common::{Identity, component, ready_of, wait_for};
+
+const ID: Identity = Identity { namespace: "lockstep-seed-system", service_account: "lockstep-seed", tag: "seed-e2e" };
 const VAULT: &str = "kv-aap-vault-dev";
 const REMOTE_KEY: &str = "grafana-admin-password";
 
@@ -68,124 +65,16 @@ async fn apply_manifest(client: &Client, variant: &str, file: &str) -> String {
     name
 }
 
-fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr")
-}
-
-fn component(name: &str) -> String {
-    let dir = std::env::var("LOCKSTEP_COMPONENTS_DIR").expect("LOCKSTEP_COMPONENTS_DIR (run `make components`)");
-    let path = PathBuf::from(dir).join(format!("{name}.wasm"));
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (run `make components`)", path.display()));
-    format!("file:{}@sha256:{}", path.display(), hex::encode(sha2::Sha256::digest(&bytes)))
-}
-
-/// CRDs and RBAC as admin; the engine's kubeconfig with its own ServiceAccount's token;
-/// the Azure component with the real hostnames overridden to the fakes.
-async fn engine_config(env: &'static TestEnv) -> (ControllerConfig, String, PathBuf) {
-    let admin = env.client().await;
-    let apply = PatchParams::apply("lockstep-seed-e2e").force();
-    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> = Api::all(admin.clone());
-    for crd in lockstep_api::crds::crds() {
-        let name = crd.metadata.name.clone().unwrap();
-        crds.patch(&name, &apply, &Patch::Apply(&crd)).await.expect("apply CRD");
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Api::<v1::ExternalSecret>::all(admin.clone()).list(&Default::default()).await.is_err() {
-        assert!(Instant::now() < deadline, "CRDs not established");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    ensure_namespace(&admin, ENGINE_NS).await;
-    Api::<ServiceAccount>::namespaced(admin.clone(), ENGINE_NS)
-        .patch(ENGINE_SA, &apply, &Patch::Apply(json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": ENGINE_SA}})))
-        .await
-        .expect("service account");
-    let rbac = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/rbac/clusterrole.yaml")).expect("rbac file");
-    let mut docs = serde_yaml::Deserializer::from_str(&rbac);
-    let cluster_role: ClusterRole = serde::Deserialize::deserialize(docs.next().unwrap()).expect("ClusterRole");
-    let role: Role = serde::Deserialize::deserialize(docs.next().unwrap()).expect("Role");
-    let cr_name = cluster_role.metadata.name.clone().unwrap();
-    let role_name = role.metadata.name.clone().unwrap();
-    Api::<ClusterRole>::all(admin.clone()).patch(&cr_name, &apply, &Patch::Apply(&cluster_role)).await.expect("ClusterRole");
-    Api::<Role>::namespaced(admin.clone(), ENGINE_NS).patch(&role_name, &apply, &Patch::Apply(&role)).await.expect("Role");
-    let subject = json!([{"kind": "ServiceAccount", "name": ENGINE_SA, "namespace": ENGINE_NS}]);
-    Api::<ClusterRoleBinding>::all(admin.clone())
-        .patch(&cr_name, &apply, &Patch::Apply(json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": cr_name},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cr_name}, "subjects": subject,
-        })))
-        .await
-        .expect("ClusterRoleBinding");
-    Api::<RoleBinding>::namespaced(admin.clone(), ENGINE_NS)
-        .patch(&role_name, &apply, &Patch::Apply(json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": role_name},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role_name}, "subjects": subject,
-        })))
-        .await
-        .expect("RoleBinding");
-
-    let token = env.token_request(ENGINE_NS, ENGINE_SA, Some(env.issuer())).await.expect("engine token");
-    let dir = env.state_dir().join("lockstep-seed-azure-e2e");
-    std::fs::create_dir_all(&dir).expect("engine dir");
-    let kubeconfig = dir.join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        serde_yaml::to_string(&json!({
-            "apiVersion": "v1", "kind": "Config", "current-context": "engine",
-            "clusters": [{"name": "local", "cluster": {"server": env.api_url(), "certificate-authority": env.ca_path()}}],
-            "users": [{"name": "engine", "user": {"token": token}}],
-            "contexts": [{"name": "engine", "context": {"cluster": "local", "user": "engine", "namespace": ENGINE_NS}}],
-        }))
-        .unwrap(),
-    )
-    .expect("kubeconfig");
-
+/// The engine with the Azure component, the real hostnames pointed at the fakes.
+async fn start_engine(env: &'static TestEnv) {
+    let mut config = common::config(env, &ID, vec![("azurekv".into(), component("lockstep_provider_azure_keyvault"))]).await;
     // The vault must exist before this: overrides list the vaults created so far.
     let resolve: Vec<String> = env.host_overrides().await.into_iter().map(|(host, addr)| format!("{host}={addr}")).collect();
     assert!(resolve.iter().any(|r| r.starts_with(&format!("{VAULT}."))), "no override for the seed vault: {resolve:?}");
-    let metrics_addr = free_port();
-    let config = ControllerConfig {
-        kubeconfig: Some(kubeconfig),
-        controller_class: "default".into(),
-        namespace: None,
-        concurrency: 4,
-        provider_concurrency: 4,
-        store_rate_limit: 50.0,
-        store_requeue_interval: Duration::from_secs(300),
-        fetch_cache_bytes: 16 << 20,
-        metrics_addr,
-        probe_addr: free_port(),
-        log_format: LogFormat::Json,
-        leader_election: None,
-        plugins: vec![("azurekv".into(), component("lockstep_provider_azure_keyvault"))],
-        builtins: Vec::new(),
-        compile_cache_dir: dir.join("compiled"),
-        grants: Vec::new(),
-        ambient_sources: Vec::new(),
-        extra_ca_files: vec![env.ca_path().to_path_buf()],
-        resolve,
-    };
-    (config, format!("http://{metrics_addr}/metrics"), dir)
-}
-
-/// Starts the engine on its own thread and runtime; returns once it serves /metrics.
-async fn start_engine(env: &'static TestEnv) {
-    let (config, metrics_url, dir) = engine_config(env).await;
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-        rt.block_on(async move {
-            if let Err(e) = lockstep_controller::run(config, std::future::pending()).await {
-                panic!("engine stopped: {e:#}");
-            }
-        });
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if reqwest::get(&metrics_url).await.is_ok_and(|r| r.status().is_success()) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("engine did not serve /metrics within 60 s; state in {}", dir.display());
+    config.concurrency = 4;
+    config.extra_ca_files = vec![env.ca_path().to_path_buf()];
+    config.resolve = resolve;
+    common::start(config).await;
 }
 
 async fn ensure_namespace(client: &Client, name: &str) {
@@ -195,26 +84,9 @@ async fn ensure_namespace(client: &Client, name: &str) {
         .unwrap_or_else(|e| panic!("namespace {name}: {e}"));
 }
 
-async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> (T, Duration)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = probe().await {
-            return (v, start.elapsed());
-        }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// (status, reason, message) of the ExternalSecret's Ready condition.
 async fn ready(es: &Api<v1::ExternalSecret>, name: &str) -> Option<(String, String, String)> {
-    let status = es.get_opt(name).await.ok()??.status?;
-    let c = status.conditions.iter().find(|c| c.type_ == "Ready")?;
-    Some((c.status.clone(), c.reason.clone().unwrap_or_default(), c.message.clone().unwrap_or_default()))
+    ready_of(es.get_opt(name).await.ok()??.status.as_ref())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
