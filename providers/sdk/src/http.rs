@@ -234,6 +234,20 @@ impl Request {
         &self.url
     }
 
+    pub fn method(&self) -> Method {
+        self.method
+    }
+
+    /// The headers set so far (lower-case names), without `content-length`.
+    pub fn headers(&self) -> &[(String, String)] {
+        &self.headers
+    }
+
+    /// The body as it will be sent.
+    pub fn body_bytes(&self) -> &[u8] {
+        &self.body
+    }
+
     /// Header list as sent: the caller's headers plus `content-length`.
     fn wire_headers(&self) -> Vec<(String, Vec<u8>)> {
         let mut headers: Vec<(String, Vec<u8>)> = self

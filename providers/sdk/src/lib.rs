@@ -79,6 +79,9 @@ pub mod form;
 pub mod http;
 pub mod json;
 pub mod log;
+#[cfg(feature = "sigv4")]
+pub mod sigv4;
+pub mod xml;
 
 pub use bindings::lockstep::provider::types::{
     AuthFailure, ConfigIssue, CredentialRefKind, CredentialRefPath, EgressRule, FindRequest, MetadataPolicy,
