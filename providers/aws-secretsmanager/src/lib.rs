@@ -1,0 +1,325 @@
+//! # AWS Secrets Manager provider (`spec.provider.aws`, `service: SecretsManager`)
+//!
+//! ESO's store fields: `region`, `role`, `prefix`, `auth.secretRef` (access key,
+//! secret key, optional session token) or `auth.jwt.serviceAccountRef` (web
+//! identity: a TokenRequest token for `sts.amazonaws.com`, exchanged through STS
+//! `AssumeRoleWithWebIdentity` for the service account's
+//! `eks.amazonaws.com/role-arn`, else the store's `role`). As in ESO, a `role`
+//! beside static keys or an annotated role is assumed on top (`AssumeRole`).
+//! `remoteRef.version` is `uuid/<VersionId>` or a version stage (default
+//! `AWSCURRENT`); `property` is gjson over SecretString or SecretBinary;
+//! `metadataPolicy: Fetch` reads the tags; `find` lists by `name` prefix and tags
+//! (checked exactly here, AWS's filters match prefixes) with a name regexp.
+//! Requests are signed with the SDK's SigV4 and go to the store's regional
+//! endpoints only. Not supported: `additionalRoles`, `externalID`,
+//! `sessionTags`, ambient (pod) credentials; each is refused as invalid config.
+#![deny(unsafe_code)]
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use lockstep_provider_sdk::prelude::*;
+use lockstep_provider_sdk::sigv4::{self, Credentials};
+use lockstep_provider_sdk::xml;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+const AUDIENCE: &str = "sts.amazonaws.com";
+const ROLE_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
+/// Assumed-role sessions are requested for an hour and reused for 55 minutes.
+const SESSION_SECS: u64 = 3600;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Config {
+    service: String,
+    region: String,
+    role: Option<String>,
+    #[serde(default)]
+    prefix: String,
+    #[serde(default)]
+    auth: Auth,
+    #[serde(default)]
+    additional_roles: Vec<String>,
+    #[serde(rename = "externalID")]
+    external_id: Option<String>,
+    #[serde(default)]
+    session_tags: Vec<Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Auth {
+    secret_ref: Option<StaticKeys>,
+    jwt: Option<Jwt>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct StaticKeys {
+    #[serde(rename = "accessKeyIDSecretRef")]
+    access_key_id: SecretKeyRef,
+    #[serde(rename = "secretAccessKeySecretRef")]
+    secret_access_key: SecretKeyRef,
+    #[serde(rename = "sessionTokenSecretRef")]
+    session_token: Option<SecretKeyRef>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Jwt {
+    service_account_ref: ServiceAccountRef,
+}
+
+thread_local! {
+    /// Assumed-role sessions of this instance (one isolation unit): key → (credentials, reuse until).
+    static SESSIONS: RefCell<HashMap<String, (Credentials, u64)>> = RefCell::new(HashMap::new());
+}
+
+fn endpoint(service: &str, region: &str) -> String {
+    format!("https://{service}.{region}.amazonaws.com/")
+}
+
+fn check(c: &Config) -> Result<()> {
+    let bad = |field: &str, why: &str| Err(ProviderError::invalid_config(field, why));
+    if c.service != "SecretsManager" {
+        return bad("service", "this plugin serves service SecretsManager only");
+    }
+    if c.region.is_empty() || !c.region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        return bad("region", "region must be an AWS region name such as us-east-1");
+    }
+    for (field, set) in [("additionalRoles", !c.additional_roles.is_empty()), ("externalID", c.external_id.is_some()), ("sessionTags", !c.session_tags.is_empty())] {
+        if set {
+            return bad(field, "not supported by this plugin");
+        }
+    }
+    if c.auth.secret_ref.is_none() && c.auth.jwt.is_none() {
+        return bad("auth", "set auth.secretRef or auth.jwt (ambient pod credentials are not supported)");
+    }
+    Ok(())
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn read(r: &SecretKeyRef, field: &str) -> Result<String> {
+    let bytes = r.fetch()?;
+    String::from_utf8(bytes).map(|s| s.trim().to_owned()).map_err(|_| ProviderError::invalid_config(field, "the referenced key is not text"))
+}
+
+/// The credentials that sign Secrets Manager calls for this store.
+fn credentials(c: &Config) -> Result<Credentials> {
+    let (base, chained) = if let Some(k) = &c.auth.secret_ref {
+        let token = k.session_token.as_ref().map(|r| read(r, "auth.secretRef.sessionTokenSecretRef")).transpose()?;
+        let base = Credentials {
+            access_key_id: read(&k.access_key_id, "auth.secretRef.accessKeyIDSecretRef")?,
+            secret_access_key: read(&k.secret_access_key, "auth.secretRef.secretAccessKeySecretRef")?,
+            session_token: token,
+        };
+        (base, c.role.clone())
+    } else {
+        let sa = &c.auth.jwt.as_ref().expect("checked").service_account_ref;
+        let annotated = sa.annotations()?.into_iter().find(|(k, _)| k == ROLE_ANNOTATION).map(|(_, v)| v);
+        let (role, chained) = match annotated {
+            Some(a) => (a, c.role.clone()),
+            None => (c.role.clone().ok_or_else(|| ProviderError::invalid_config("role", format!("web identity needs a role: set role or annotate the service account with {ROLE_ANNOTATION}")))?, None),
+        };
+        let key = format!("jwt/{:?}/{}/{role}", sa.namespace, sa.name);
+        let base = session(&key, || {
+            let audiences: Vec<&str> = if sa.audiences.is_empty() { vec![AUDIENCE] } else { sa.audiences.iter().map(String::as_str).collect() };
+            let token = sa.token(&audiences)?.token;
+            sts(c, None, &[("Action", "AssumeRoleWithWebIdentity"), ("RoleArn", &role), ("WebIdentityToken", &token)])
+        })?;
+        (base, chained)
+    };
+    match chained {
+        Some(role) => session(&format!("role/{}/{}/{role}", base.access_key_id, base.secret_access_key), || sts(c, Some(&base), &[("Action", "AssumeRole"), ("RoleArn", &role)])),
+        None => Ok(base),
+    }
+}
+
+fn session(key: &str, fetch: impl FnOnce() -> Result<Credentials>) -> Result<Credentials> {
+    if let Some((creds, until)) = SESSIONS.with(|s| s.borrow().get(key).cloned()) && now() < until {
+        return Ok(creds);
+    }
+    let creds = fetch()?;
+    SESSIONS.with(|s| s.borrow_mut().insert(key.to_owned(), (creds.clone(), now() + SESSION_SECS - 300)));
+    Ok(creds)
+}
+
+/// An STS query-protocol call (signed when `signer` is given) answering with credentials.
+fn sts(c: &Config, signer: Option<&Credentials>, params: &[(&str, &str)]) -> Result<Credentials> {
+    let duration = SESSION_SECS.to_string();
+    let mut form = params.to_vec();
+    form.extend([("RoleSessionName", "lockstep"), ("DurationSeconds", duration.as_str()), ("Version", "2011-06-15")]);
+    let mut req = http::Request::post(endpoint("sts", &c.region)).form(&form);
+    if let Some(creds) = signer {
+        req = sigv4::sign(req, creds, &c.region, "sts", SystemTime::now())?;
+    }
+    let resp = req.send()?;
+    if !resp.is_success() {
+        return Err(aws_error(&resp));
+    }
+    let body = String::from_utf8_lossy(resp.body());
+    let field = |name: &str| xml::text(&body, name).ok_or_else(|| ProviderError::internal(format!("STS answered without {name}")));
+    Ok(Credentials { access_key_id: field("AccessKeyId")?, secret_access_key: field("SecretAccessKey")?, session_token: Some(field("SessionToken")?) })
+}
+
+/// A Secrets Manager JSON-protocol call.
+fn call(c: &Config, creds: &Credentials, action: &str, body: Value) -> Result<Value> {
+    let req = http::Request::post(endpoint("secretsmanager", &c.region))
+        .header("x-amz-target", format!("secretsmanager.{action}"))
+        .body("application/x-amz-json-1.1", json::to_vec(&body)?);
+    let resp = sigv4::sign(req, creds, &c.region, "secretsmanager", SystemTime::now())?.send()?;
+    if !resp.is_success() {
+        return Err(aws_error(&resp));
+    }
+    resp.json()
+}
+
+/// Maps an AWS error (JSON `__type` or XML `<Code>`) onto the WIT variants. AWS
+/// messages name resources and principals, never secret values.
+pub fn aws_error(resp: &http::Response) -> ProviderError {
+    let body = String::from_utf8_lossy(resp.body());
+    let v: Value = serde_json::from_str(&body).unwrap_or_default();
+    let code = v["__type"].as_str().map(str::to_owned).or_else(|| resp.header("x-amzn-errortype").map(str::to_owned)).or_else(|| xml::text(&body, "Code"));
+    let code = code.as_deref().unwrap_or_default().rsplit('#').next().unwrap_or_default().split(':').next().unwrap_or_default().to_owned();
+    let text = v["message"].as_str().or(v["Message"].as_str()).map(str::to_owned).or_else(|| xml::text(&body, "Message")).unwrap_or_default();
+    let message = format!("AWS {code} (HTTP {}): {}", resp.status(), text.chars().take(300).collect::<String>());
+    match code.as_str() {
+        "ResourceNotFoundException" => ProviderError::not_found(message),
+        "ThrottlingException" | "Throttling" | "TooManyRequestsException" | "RequestLimitExceeded" => ProviderError::throttled(resp.retry_after(), message),
+        "AccessDeniedException" | "AccessDenied" | "DecryptionFailure" => ProviderError::forbidden(Some(&code), message),
+        "UnrecognizedClientException" | "InvalidClientTokenId" | "InvalidSignatureException" | "SignatureDoesNotMatch" | "IncompleteSignature"
+        | "MissingAuthenticationToken" | "ExpiredToken" | "ExpiredTokenException" | "InvalidIdentityToken" | "IDPRejectedClaim" => {
+            ProviderError::unauthorized(Some(&code), format!("AWS did not accept the credentials: {message}"))
+        }
+        _ if resp.status() == 429 => ProviderError::throttled(resp.retry_after(), message),
+        _ if resp.status() >= 500 => ProviderError::unavailable(message),
+        _ => ProviderError::internal(message),
+    }
+}
+
+/// GetSecretValue: (value, version id). `version` is `uuid/<id>` or a stage.
+fn get_value(c: &Config, creds: &Credentials, id: &str, version: Option<&str>) -> Result<(Vec<u8>, Option<String>)> {
+    let mut body = json!({"SecretId": id});
+    match version.filter(|v| !v.is_empty()) {
+        Some(v) if v.starts_with("uuid/") => body["VersionId"] = v["uuid/".len()..].into(),
+        v => body["VersionStage"] = v.unwrap_or("AWSCURRENT").into(),
+    }
+    let out = call(c, creds, "GetSecretValue", body)?;
+    let value = match (out["SecretString"].as_str(), out["SecretBinary"].as_str()) {
+        (Some(s), _) => s.as_bytes().to_vec(),
+        (None, Some(b)) => base64::engine::general_purpose::STANDARD.decode(b).map_err(|_| ProviderError::internal(format!("SecretBinary of {id} is not base64")))?,
+        _ => return Err(ProviderError::internal(format!("secret {id} has neither SecretString nor SecretBinary"))),
+    };
+    Ok((value, out["VersionId"].as_str().map(str::to_owned)))
+}
+
+/// ESO's order: the property as one dotted key first, then as a gjson path.
+fn select(value: Vec<u8>, r: &SecretRef) -> Result<Vec<u8>> {
+    match r.property.as_deref().filter(|p| !p.is_empty()) {
+        None => Ok(value),
+        Some(p) => json::property(&value, &p.replace('.', "\\.")).or_else(|| json::property(&value, p)).ok_or_else(|| ProviderError::not_found(format!("key {p} does not exist in secret {}", r.key))),
+    }
+}
+
+pub struct SecretsManager;
+
+impl Provider for SecretsManager {
+    type Config = Config;
+
+    fn metadata() -> PluginMetadata {
+        PluginMetadata::new("aws-secretsmanager", env!("CARGO_PKG_VERSION"), "aws")
+            .description("AWS Secrets Manager (static keys, assumed roles, web identity with service-account tokens)")
+            .secret_key_ref("auth.secretRef.accessKeyIDSecretRef")
+            .secret_key_ref("auth.secretRef.secretAccessKeySecretRef")
+            .secret_key_ref("auth.secretRef.sessionTokenSecretRef")
+            .service_account_ref("auth.jwt.serviceAccountRef")
+            .token_audience(AUDIENCE)
+    }
+
+    fn egress(store: &Store<Config>) -> Result<Vec<EgressRule>> {
+        let c = &store.config;
+        check(c)?;
+        let mut rules = vec![EgressRule::https(format!("secretsmanager.{}.amazonaws.com", c.region))];
+        if c.role.is_some() || c.auth.jwt.is_some() {
+            rules.push(EgressRule::https(format!("sts.{}.amazonaws.com", c.region)));
+        }
+        Ok(rules)
+    }
+
+    /// No remote call. A SecretStore may reference only its own namespace; a
+    /// ClusterSecretStore whose references name none resolves them per consumer.
+    fn validate(store: &Store<Config>) -> Result<Validation> {
+        let c = &store.config;
+        check(c)?;
+        let mut refs: Vec<(&str, Option<&String>)> = Vec::new();
+        if let Some(k) = &c.auth.secret_ref {
+            refs.extend([("auth.secretRef.accessKeyIDSecretRef", k.access_key_id.namespace.as_ref()), ("auth.secretRef.secretAccessKeySecretRef", k.secret_access_key.namespace.as_ref())]);
+            refs.extend(k.session_token.as_ref().map(|t| ("auth.secretRef.sessionTokenSecretRef", t.namespace.as_ref())));
+        }
+        refs.extend(c.auth.jwt.as_ref().map(|j| ("auth.jwt.serviceAccountRef", j.service_account_ref.namespace.as_ref())));
+        if store.kind == StoreKind::SecretStore {
+            if let Some((path, _)) = refs.iter().find(|(_, ns)| ns.is_some_and(|ns| Some(ns) != store.namespace.as_ref())) {
+                return Err(ProviderError::invalid_config(format!("{path}.namespace"), "a SecretStore may only reference its own namespace"));
+            }
+            return Ok(Validation::Ready);
+        }
+        Ok(if refs.iter().any(|(_, ns)| ns.is_none()) { Validation::Unknown } else { Validation::Ready })
+    }
+
+    fn get_secret(store: &Store<Config>, r: &SecretRef) -> Result<SecretValue> {
+        let c = &store.config;
+        check(c)?;
+        let creds = credentials(c)?;
+        let id = format!("{}{}", c.prefix, r.key);
+        if r.metadata_policy == MetadataPolicy::Fetch {
+            let out = call(c, &creds, "DescribeSecret", json!({"SecretId": id}))?;
+            let tags: serde_json::Map<String, Value> = out["Tags"].as_array().into_iter().flatten().map(|t| (t["Key"].as_str().unwrap_or_default().to_owned(), t["Value"].clone())).collect();
+            return Ok(SecretValue { value: select(json::to_vec(&tags)?, r)?, version: None });
+        }
+        let (value, version) = get_value(c, &creds, &id, r.version.as_deref())?;
+        Ok(SecretValue { value: select(value, r)?, version })
+    }
+
+    fn find_secrets(store: &Store<Config>, find: &FindRequest) -> Result<Vec<SecretEntry>> {
+        let c = &store.config;
+        check(c)?;
+        let creds = credentials(c)?;
+        let re = match find.name_regexp.as_deref().filter(|r| !r.is_empty()) {
+            Some(r) => Some(regex_lite::Regex::new(r).map_err(|e| ProviderError::internal(format!("find.name.regexp is not a valid regular expression: {e}")))?),
+            None => None,
+        };
+        let mut filters: Vec<Value> = find.tags.iter().flat_map(|(k, v)| [json!({"Key": "tag-key", "Values": [k]}), json!({"Key": "tag-value", "Values": [v]})]).collect();
+        filters.extend(find.path.as_ref().map(|p| json!({"Key": "name", "Values": [p]})));
+        let (mut entries, mut next) = (Vec::new(), None::<String>);
+        loop {
+            let mut body = json!({"Filters": filters});
+            if let Some(t) = &next {
+                body["NextToken"] = t.as_str().into();
+            }
+            let page = call(c, &creds, "ListSecrets", body)?;
+            for s in page["SecretList"].as_array().into_iter().flatten() {
+                let name = s["Name"].as_str().unwrap_or_default();
+                let has = |(k, v): &(String, String)| s["Tags"].as_array().into_iter().flatten().any(|t| t["Key"] == k.as_str() && t["Value"] == v.as_str());
+                if find.tags.iter().all(has) && find.path.as_ref().is_none_or(|p| name.starts_with(p.as_str())) && re.as_ref().is_none_or(|re| re.is_match(name)) {
+                    entries.push(SecretEntry { key: name.to_owned(), value: get_value(c, &creds, name, None)?.0 });
+                }
+            }
+            match page["NextToken"].as_str().filter(|t| !t.is_empty()) {
+                Some(t) => next = Some(t.to_owned()),
+                None => break,
+            }
+        }
+        entries.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(entries)
+    }
+}
+
+export_provider!(SecretsManager);
+
+#[cfg(test)]
+mod tests;
