@@ -14,6 +14,9 @@ use crate::Error;
 /// Audience Entra expects on a workload-identity assertion.
 pub const AZURE_TOKEN_EXCHANGE_AUDIENCE: &str = "api://AzureADTokenExchange";
 
+/// Environment variable: etcd's `--quota-backend-bytes` for clusters started by this process.
+pub const ETCD_QUOTA_ENV: &str = "LOCKSTEP_ETCD_QUOTA_BYTES";
+
 /// What a running cluster exposes to clients.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ClusterState {
@@ -73,23 +76,22 @@ async fn start_inner(
     let (client_port, peer_port) = (proc::free_port()?, proc::free_port()?);
     let etcd_url = format!("http://127.0.0.1:{client_port}");
     let peer = format!("http://127.0.0.1:{peer_port}");
-    let etcd = proc::spawn(
-        "etcd",
-        &tools.etcd,
-        &[
-            "--name=lockstep".into(),
-            format!("--data-dir={}", dir.join("etcd").display()),
-            format!("--listen-client-urls={etcd_url}"),
-            format!("--advertise-client-urls={etcd_url}"),
-            format!("--listen-peer-urls={peer}"),
-            format!("--initial-advertise-peer-urls={peer}"),
-            format!("--initial-cluster=lockstep={peer}"),
-            "--unsafe-no-fsync".into(),
-            "--log-level=warn".into(),
-        ],
-        logs,
-        lifetime,
-    )?;
+    let mut etcd_args: Vec<String> = vec![
+        "--name=lockstep".into(),
+        format!("--data-dir={}", dir.join("etcd").display()),
+        format!("--listen-client-urls={etcd_url}"),
+        format!("--advertise-client-urls={etcd_url}"),
+        format!("--listen-peer-urls={peer}"),
+        format!("--initial-advertise-peer-urls={peer}"),
+        format!("--initial-cluster=lockstep={peer}"),
+        "--unsafe-no-fsync".into(),
+        "--log-level=warn".into(),
+    ];
+    // Benchmarks storing ~1 GiB of Secrets raise etcd's 2 GiB default quota.
+    if let Ok(bytes) = std::env::var(ETCD_QUOTA_ENV) {
+        etcd_args.push(format!("--quota-backend-bytes={bytes}"));
+    }
+    let etcd = proc::spawn("etcd", &tools.etcd, &etcd_args, logs, lifetime)?;
     procs.push(etcd.clone());
     wait_until(&etcd, Duration::from_secs(30), || async {
         let r = http.get(format!("{etcd_url}/health")).send().await.ok()?;
