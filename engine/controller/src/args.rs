@@ -119,6 +119,15 @@ pub struct RunArgs {
     /// Host-to-address override for the plugins' outbound HTTP client: `HOST=IP:PORT`.
     #[arg(long = "resolve", value_name = "HOST=ADDR")]
     pub resolve: Vec<String>,
+
+    /// Template function packs and functions on or off, e.g. `-sprig.now,+eso` (docs/templates.md).
+    #[arg(long, default_value = "")]
+    pub template_functions: lockstep_templates::FunctionConfig,
+
+    /// A template-function component: `PACK=file:PATH@sha256:HEX`; its functions are
+    /// callable as `PACK_<name>` and configured as pack `PACK`. Repeatable.
+    #[arg(long = "template-plugin", value_name = "PACK=SOURCE")]
+    pub template_plugins: Vec<String>,
 }
 
 impl RunArgs {
@@ -149,6 +158,8 @@ impl RunArgs {
             ambient_sources,
             extra_ca_files,
             resolve,
+            template_functions,
+            template_plugins,
         } = self;
         anyhow::ensure!(concurrency > 0, "--concurrency must be at least 1");
         anyhow::ensure!(provider_concurrency > 1, "--provider-concurrency must be at least 2 (one slot is reserved for new objects)");
@@ -157,13 +168,8 @@ impl RunArgs {
             lease_margin + lease_renew_interval < lease_duration,
             "--lease-margin plus --lease-renew-interval must be shorter than --lease-duration"
         );
-        let plugins = plugins
-            .iter()
-            .map(|p| {
-                let (key, source) = p.split_once('=').filter(|(k, _)| !k.is_empty()).ok_or_else(|| anyhow::anyhow!("--plugin {p:?}: expected KEY=SOURCE"))?;
-                Ok((key.to_owned(), source.to_owned()))
-            })
-            .collect::<anyhow::Result<_>>()?;
+        let plugins = key_value_pairs("--plugin", "KEY=SOURCE", &plugins)?;
+        let template_plugins = key_value_pairs("--template-plugin", "PACK=SOURCE", &template_plugins)?;
         let leader_election = leader_elect.then(|| LeaderElection {
             lease_name,
             lease_namespace: lease_namespace.unwrap_or_else(|| "default".to_owned()),
@@ -195,8 +201,20 @@ impl RunArgs {
             ambient_sources,
             extra_ca_files,
             resolve,
+            template_functions,
+            template_plugins,
         })
     }
+}
+
+fn key_value_pairs(flag: &str, form: &str, values: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    values
+        .iter()
+        .map(|v| {
+            let (key, value) = v.split_once('=').filter(|(k, _)| !k.is_empty()).ok_or_else(|| anyhow::anyhow!("{flag} {v:?}: expected {form}"))?;
+            Ok((key.to_owned(), value.to_owned()))
+        })
+        .collect()
 }
 
 fn default_identity() -> String {

@@ -30,6 +30,10 @@ pub struct ControllerConfig {
     pub extra_ca_files: Vec<PathBuf>,
     /// `HOST=IP:PORT` overrides of the plugins' outbound HTTP client.
     pub resolve: Vec<String>,
+    /// Which template functions are on (`--template-functions`, docs/templates.md).
+    pub template_functions: lockstep_templates::FunctionConfig,
+    /// `PACK=SOURCE` template-function components, callable as `PACK_<function>`.
+    pub template_plugins: Vec<(String, String)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

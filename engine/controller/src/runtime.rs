@@ -10,7 +10,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use futures::{StreamExt, channel::mpsc};
+use futures::{StreamExt, channel::mpsc, future::OptionFuture};
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use kube::{
     Api, Client, Config, ResourceExt,
@@ -29,7 +29,8 @@ use lockstep_api::{
     types::StoreKind,
     v1::{ClusterExternalSecret, ClusterSecretStore, ExternalSecret, SecretStore},
 };
-use lockstep_plugin_host::{HostConfig, HostOverride, OperatorGrants, PluginHost, PluginSource};
+use lockstep_plugin_host::{CallLimits, HostConfig, HostOverride, OperatorGrants, PluginHost, PluginSource, Sandbox};
+use lockstep_template_functions::WasmFunctions;
 use lockstep_sync::hash::MANAGED_LABEL;
 use lockstep_templates::{Renderer, RendererConfig};
 use prometheus_client::registry::Registry;
@@ -88,8 +89,15 @@ pub async fn run(config: ControllerConfig, shutdown: impl Future<Output = ()> + 
     let plain = Client::try_from(kube_config.clone())?;
     let client = ClientBuilder::try_from(kube_config)?.with_layer(&WriteGuardLayer::new(gate.clone())).build();
 
+    // --namespace: only namespaced kinds of that namespace are watched, so a Role there
+    // suffices; ClusterSecretStores, ClusterExternalSecrets and Namespaces are left alone.
+    let cluster_scope = config.namespace.is_none();
+    let es_list: Api<ExternalSecret> = match &config.namespace {
+        Some(ns) => Api::namespaced(plain.clone(), ns),
+        None => Api::all(plain.clone()),
+    };
     // Fail early with a hint when the CRDs are missing.
-    Api::<ExternalSecret>::all(plain.clone())
+    es_list
         .list(&kube::api::ListParams::default().limit(1))
         .await
         .context("cannot list external-secrets.io/v1 ExternalSecrets: are the CRDs installed (`lockstep crds | kubectl apply -f -`) and the RBAC granted?")?;
@@ -143,9 +151,9 @@ pub async fn run(config: ControllerConfig, shutdown: impl Future<Output = ()> + 
 
     let es_controller = Controller::new(es_api.clone(), watch.clone());
     let es_store = es_controller.store();
-    let ces_controller = Controller::new(Api::<ClusterExternalSecret>::all(plain.clone()), watch.clone())
-        .owns(Api::<ExternalSecret>::all(plain.clone()), watch.clone());
-    let ces_store = ces_controller.store();
+    let ces_controller = cluster_scope.then(|| {
+        Controller::new(Api::<ClusterExternalSecret>::all(plain.clone()), watch.clone()).owns(Api::<ExternalSecret>::all(plain.clone()), watch.clone())
+    });
 
     let (ns_reader, ns_writer) = reflector::store::<Namespace>();
     let (ss_reader, ss_writer) = reflector::store::<SecretStore>();
@@ -154,34 +162,36 @@ pub async fn run(config: ControllerConfig, shutdown: impl Future<Output = ()> + 
     // Namespaces: every change requeues every ClusterExternalSecret (so a namespace that
     // stops matching loses its ExternalSecret at once) and the namespace's ExternalSecrets
     // (ClusterSecretStore conditions may now allow or deny them).
-    spawn_watch(&mut tasks, &token, reflector::reflector(ns_writer, watcher(Api::<Namespace>::all(plain.clone()), watch.clone())).touched_objects(), {
-        let (ces_store, es_store, ces_tx, es_tx) = (ces_store.clone(), es_store.clone(), ces_tx.clone(), es_tx.clone());
-        move |ns: Namespace| {
-            for ces in ces_store.state() {
-                let _ = ces_tx.unbounded_send(ObjectRef::from_obj(&*ces));
+    if let Some(ces_controller) = &ces_controller {
+        spawn_watch(&mut tasks, &token, reflector::reflector(ns_writer, watcher(Api::<Namespace>::all(plain.clone()), watch.clone())).touched_objects(), {
+            let (ces_store, es_store, ces_tx, es_tx) = (ces_controller.store(), es_store.clone(), ces_tx.clone(), es_tx.clone());
+            move |ns: Namespace| {
+                for ces in ces_store.state() {
+                    let _ = ces_tx.unbounded_send(ObjectRef::from_obj(&*ces));
+                }
+                let name = ns.name_any();
+                for es in es_store.state().iter().filter(|e| e.namespace().as_deref() == Some(name.as_str())) {
+                    let _ = es_tx.unbounded_send(ObjectRef::from_obj(&**es));
+                }
             }
-            let name = ns.name_any();
-            for es in es_store.state().iter().filter(|e| e.namespace().as_deref() == Some(name.as_str())) {
-                let _ = es_tx.unbounded_send(ObjectRef::from_obj(&**es));
-            }
-        }
-    });
+        });
+        spawn_watch(&mut tasks, &token, reflector::reflector(css_writer, watcher(Api::<ClusterSecretStore>::all(plain.clone()), watch.clone())).touched_objects(), {
+            let (es_store, es_tx) = (es_store.clone(), es_tx.clone());
+            move |s: ClusterSecretStore| requeue_dependents(&es_store, &es_tx, StoreKind::ClusterSecretStore, &s.name_any(), None)
+        });
+    }
     // Stores: a new, fixed or edited store requeues the ExternalSecrets naming it, even
     // those that named it before it existed.
     spawn_watch(&mut tasks, &token, reflector::reflector(ss_writer, watcher(store_api.clone(), watch.clone())).touched_objects(), {
         let (es_store, es_tx) = (es_store.clone(), es_tx.clone());
         move |s: SecretStore| requeue_dependents(&es_store, &es_tx, StoreKind::SecretStore, &s.name_any(), s.namespace().as_deref())
     });
-    spawn_watch(&mut tasks, &token, reflector::reflector(css_writer, watcher(Api::<ClusterSecretStore>::all(plain.clone()), watch.clone())).touched_objects(), {
-        let (es_store, es_tx) = (es_store.clone(), es_tx.clone());
-        move |s: ClusterSecretStore| requeue_dependents(&es_store, &es_tx, StoreKind::ClusterSecretStore, &s.name_any(), None)
-    });
     // Secrets and ServiceAccounts that stores reference: metadata only, nothing cached.
     let referenced = ReferenceIndex { stores: ss_reader.clone(), cluster_stores: css_reader.clone(), es: es_store.clone(), es_tx: es_tx.clone(), ss_tx: ss_tx.clone(), css_tx: css_tx.clone() };
     // `Api<PartialObjectMeta<_>>` makes metadata-only requests: no Secret data in memory.
-    let secrets_meta: Api<PartialObjectMeta<Secret>> = match &config.namespace {
-        Some(ns) => Api::namespaced(plain.clone(), ns),
-        None => Api::all(plain.clone()),
+    let (secrets_meta, accounts_meta): (Api<PartialObjectMeta<Secret>>, Api<PartialObjectMeta<ServiceAccount>>) = match &config.namespace {
+        Some(ns) => (Api::namespaced(plain.clone(), ns), Api::namespaced(plain.clone(), ns)),
+        None => (Api::all(plain.clone()), Api::all(plain.clone())),
     };
     // The same stream also wakes ExternalSecrets whose target appears unmanaged
     // (creationPolicy Merge waiting for its Secret).
@@ -195,7 +205,7 @@ pub async fn run(config: ControllerConfig, shutdown: impl Future<Output = ()> + 
             }
         }
     });
-    spawn_watch(&mut tasks, &token, watcher(Api::<PartialObjectMeta<ServiceAccount>>::all(plain.clone()), watch.clone()).touched_objects(), {
+    spawn_watch(&mut tasks, &token, watcher(accounts_meta, watch.clone()).touched_objects(), {
         let referenced = referenced.clone();
         move |s: PartialObjectMeta<ServiceAccount>| referenced.touched(&s.name_any(), s.namespace().as_deref().unwrap_or_default())
     });
@@ -205,10 +215,13 @@ pub async fn run(config: ControllerConfig, shutdown: impl Future<Output = ()> + 
         move |s: PartialObjectMeta<Secret>| requeue_targets(&es_store, &es_tx, &s.name_any(), &s.namespace().unwrap_or_default())
     });
 
-    ns_reader.wait_until_ready().await.context("namespace watch")?;
     ss_reader.wait_until_ready().await.context("SecretStore watch")?;
-    css_reader.wait_until_ready().await.context("ClusterSecretStore watch")?;
+    if cluster_scope {
+        ns_reader.wait_until_ready().await.context("namespace watch")?;
+        css_reader.wait_until_ready().await.context("ClusterSecretStore watch")?;
+    }
 
+    let renderer = renderer(&config, host.sandbox()).await?;
     let reporter = Reporter { controller: "lockstep".into(), instance: config.leader_election.as_ref().map(|l| l.identity.clone()) };
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
@@ -219,12 +232,13 @@ pub async fn run(config: ControllerConfig, shutdown: impl Future<Output = ()> + 
         scheduler: Scheduler::new(config.provider_concurrency, config.store_rate_limit, config.fetch_cache_bytes),
         metrics: metrics.clone(),
         gate: gate.clone(),
-        renderer: Renderer::new(RendererConfig::default()).map_err(|e| anyhow::anyhow!("template engine: {e}"))?,
+        renderer,
         stores: ss_reader,
         cluster_stores: css_reader,
         namespaces: ns_reader,
         external_secrets: es_store.clone(),
         store_requeue_interval: config.store_requeue_interval,
+        namespace: config.namespace.clone(),
     });
     health.set_ready();
     tracing::info!(class = %config.controller_class, namespace = ?config.namespace, plugins = ?ctx.host.provider_keys(), "controllers starting");
@@ -269,20 +283,27 @@ pub async fn run(config: ControllerConfig, shutdown: impl Future<Output = ()> + 
         .graceful_shutdown_on(stop())
         .run(stores::reconcile_store, store_error_policy, ctx.clone())
         .for_each(|r| log_result("SecretStore", r));
-    let css_run = Controller::new(Api::<ClusterSecretStore>::all(plain.clone()), watch.clone())
-        .with_config(cfg.clone())
-        .reconcile_on(css_rx)
-        .reconcile_all_on(gate.acquisitions())
-        .graceful_shutdown_on(stop())
-        .run(stores::reconcile_cluster_store, store_error_policy, ctx.clone())
-        .for_each(|r| log_result("ClusterSecretStore", r));
-    let ces_run = ces_controller
-        .with_config(cfg)
-        .reconcile_on(ces_rx)
-        .reconcile_all_on(gate.acquisitions())
-        .graceful_shutdown_on(stop())
-        .run(clusterexternalsecret::reconcile, clusterexternalsecret::error_policy, ctx.clone())
-        .for_each(|r| log_result("ClusterExternalSecret", r));
+    let css_run: OptionFuture<_> = cluster_scope
+        .then(|| {
+            Controller::new(Api::<ClusterSecretStore>::all(plain.clone()), watch.clone())
+                .with_config(cfg.clone())
+                .reconcile_on(css_rx)
+                .reconcile_all_on(gate.acquisitions())
+                .graceful_shutdown_on(stop())
+                .run(stores::reconcile_cluster_store, store_error_policy, ctx.clone())
+                .for_each(|r| log_result("ClusterSecretStore", r))
+        })
+        .into();
+    let ces_run: OptionFuture<_> = ces_controller
+        .map(|c| {
+            c.with_config(cfg)
+                .reconcile_on(ces_rx)
+                .reconcile_all_on(gate.acquisitions())
+                .graceful_shutdown_on(stop())
+                .run(clusterexternalsecret::reconcile, clusterexternalsecret::error_policy, ctx.clone())
+                .for_each(|r| log_result("ClusterExternalSecret", r))
+        })
+        .into();
     drop((es_tx, ces_tx, ss_tx, css_tx));
 
     tokio::join!(es_run, ss_run, css_run, ces_run);
@@ -417,6 +438,23 @@ fn names_in(provider: &std::collections::BTreeMap<String, serde_json::Value>) ->
     provider.values().for_each(|v| walk(v, &mut out));
     out
 }
+
+/// The template engine with the configured packs and template-function components,
+/// which run in the same sandbox as provider plugins.
+async fn renderer(config: &ControllerConfig, sandbox: &Arc<Sandbox>) -> anyhow::Result<Renderer> {
+    let mut external = Vec::new();
+    for (pack, text) in &config.template_plugins {
+        let flag = format!("--template-plugin {pack}={text}");
+        let wasm = PluginSource::parse(text, &[]).map_err(|e| anyhow::anyhow!("{flag}: {e}"))?.read().await.map_err(|e| anyhow::anyhow!("{flag}: {e}"))?;
+        let functions = WasmFunctions::load(sandbox.clone(), pack, wasm, TEMPLATE_CALL_LIMITS).await.map_err(|e| anyhow::anyhow!("{flag}: {e}"))?;
+        external.push(functions.into_pack(pack, &format!("{pack}_")));
+    }
+    Renderer::new(RendererConfig { functions: config.template_functions.clone(), external, ..RendererConfig::default() })
+        .map_err(|e| anyhow::anyhow!("template engine: {e}"))
+}
+
+/// A template function runs inside a reconcile: far tighter than a provider call.
+const TEMPLATE_CALL_LIMITS: CallLimits = CallLimits { deadline: Duration::from_secs(1), max_memory_bytes: 32 << 20 };
 
 async fn plugin_host(config: &ControllerConfig, cluster_url: &str) -> anyhow::Result<PluginHost> {
     let mut host_config = HostConfig::new(config.compile_cache_dir.clone());

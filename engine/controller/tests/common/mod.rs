@@ -130,6 +130,8 @@ pub async fn config(env: &'static TestEnv, id: &Identity, plugins: Vec<(String, 
         ambient_sources: Vec::new(),
         extra_ca_files: Vec::new(),
         resolve: Vec::new(),
+        template_functions: Default::default(),
+        template_plugins: Vec::new(),
     }
 }
 
