@@ -9,7 +9,7 @@ export LOCKSTEP_COMPONENTS_DIR ?= $(LOCKSTEP_CACHE)/components
 WASM_TARGET_DIR := $(LOCKSTEP_CACHE)/target-wasm
 CARGO_TEST_FLAGS ?=
 
-.PHONY: test demo toolchain components tools build bench
+.PHONY: test demo toolchain components tools build bench bench-scale
 
 test: toolchain components tools
 	@echo "==> cargo test (guest crates' pure logic, natively)"
@@ -43,3 +43,9 @@ build: components
 
 bench: components
 	cargo bench --workspace
+
+# Scale benchmarks (issue 9; BENCHMARKS.md): fresh control plane per run, `lockstep run` as a
+# process. BENCH_ARGS e.g. `--scenario 1 --n 1000,5000 --runs 3`; `--quick` for a smoke.
+bench-scale: components tools
+	cargo build --release -p lockstep -p lockstep-bench
+	LOCKSTEP_ETCD_QUOTA_BYTES=$${LOCKSTEP_ETCD_QUOTA_BYTES:-4294967296} $(CARGO_TARGET_DIR)/release/lockstep-bench --out $(CARGO_TARGET_DIR)/bench-scale.md $(BENCH_ARGS)
