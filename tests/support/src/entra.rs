@@ -119,7 +119,6 @@ struct Registry {
     expires_in: i64,
     clock_offset: i64,
     exchanges: BTreeMap<String, u64>,
-    jwks: HashMap<String, Vec<Value>>,
 }
 
 /// Shared state of the fake; cheap to clone.
@@ -127,14 +126,14 @@ struct Registry {
 pub struct Entra {
     reg: Arc<Mutex<Registry>>,
     pub signer: Arc<Signer>,
-    http: reqwest::Client,
+    keys: IssuerKeys,
 }
 
 impl Entra {
     /// `http` must trust the issuers' TLS (the test CA).
     pub fn new(signer: Arc<Signer>, http: reqwest::Client) -> Self {
         let reg = Registry { expires_in: 3599, ..Default::default() };
-        Self { reg: Arc::new(Mutex::new(reg)), signer, http }
+        Self { reg: Arc::new(Mutex::new(reg)), signer, keys: IssuerKeys::new(http) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
@@ -250,15 +249,29 @@ impl Entra {
     pub fn imds_router(&self) -> Router {
         Router::new().route("/metadata/identity/oauth2/token", get(imds_token)).with_state(self.clone())
     }
+}
 
-    /// The issuer's JWKS, fetched Entra-style and cached; refetched when `kid` is unknown.
-    async fn issuer_key(&self, issuer: &str, kid: Option<&str>) -> Result<Option<DecodingKey>, String> {
+/// Issuers' signing keys, fetched OIDC-style (`{iss}/.well-known/openid-configuration`
+/// → `jwks_uri`) and cached; refetched when a `kid` is unknown. Cheap to clone.
+#[derive(Clone)]
+pub struct IssuerKeys {
+    http: reqwest::Client,
+    cache: Arc<Mutex<HashMap<String, Vec<Value>>>>,
+}
+
+impl IssuerKeys {
+    /// `http` must trust the issuers' TLS (the test CA).
+    pub fn new(http: reqwest::Client) -> Self {
+        Self { http, cache: Arc::default() }
+    }
+
+    async fn key(&self, issuer: &str, kid: Option<&str>) -> Result<Option<DecodingKey>, String> {
         let find = |keys: &[Value]| {
             keys.iter()
                 .find(|k| kid.is_none() || k["kid"].as_str() == kid)
                 .and_then(|k| DecodingKey::from_rsa_components(k["n"].as_str()?, k["e"].as_str()?).ok())
         };
-        if let Some(keys) = self.lock().jwks.get(issuer)
+        if let Some(keys) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(issuer)
             && let Some(k) = find(keys)
         {
             return Ok(Some(k));
@@ -268,7 +281,7 @@ impl Entra {
         let jwks: Value = self.get_json(jwks_uri).await?;
         let keys = jwks["keys"].as_array().cloned().unwrap_or_default();
         let found = find(&keys);
-        self.lock().jwks.insert(issuer.to_string(), keys);
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(issuer.to_string(), keys);
         Ok(found)
     }
 
@@ -279,6 +292,61 @@ impl Entra {
         }
         r.json().await.map_err(|e| format!("GET {url}: {e}"))
     }
+}
+
+/// Why a service-account JWT does not match a federated credential, in the
+/// order the checks run (Entra's order, also used by the AWS STS front).
+#[derive(Debug)]
+pub enum FederationError {
+    Malformed,
+    /// No trusted credential names the token's issuer.
+    UntrustedIssuer(String),
+    Algorithm(Algorithm),
+    /// The issuer's JWKS could not be fetched.
+    Keys(String),
+    KeyNotFound,
+    Signature(jsonwebtoken::errors::Error),
+    /// `now` is outside [nbf, exp] (with the skew).
+    Time { now: i64, nbf: i64, exp: i64 },
+    Subject(String),
+    Audience(Vec<String>),
+}
+
+/// Verifies a workload-identity JWT the way a federating identity provider
+/// does: a credential trusting its issuer, RS256 by a key of that issuer's
+/// JWKS, within its validity at `now`, then subject and audience matched
+/// exactly against the trusted credentials. Returns the claims.
+pub async fn verify_federated(keys: &IssuerKeys, token: &str, trusted: &[FederatedCredential], now: i64) -> Result<Value, FederationError> {
+    let header = jsonwebtoken::decode_header(token).map_err(|_| FederationError::Malformed)?;
+    let claims = unverified_claims(token).ok_or(FederationError::Malformed)?;
+    let iss = claims["iss"].as_str().unwrap_or_default().to_string();
+    let sub = claims["sub"].as_str().unwrap_or_default().to_string();
+    let auds: Vec<String> = match &claims["aud"] {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) => a.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
+        _ => vec![],
+    };
+    let trusted: Vec<&FederatedCredential> = trusted.iter().filter(|f| f.issuer == iss).collect();
+    // Only issuers a credential trusts are ever fetched.
+    if trusted.is_empty() {
+        return Err(FederationError::UntrustedIssuer(iss));
+    }
+    if header.alg != Algorithm::RS256 {
+        return Err(FederationError::Algorithm(header.alg));
+    }
+    let key = keys.key(&iss, header.kid.as_deref()).await.map_err(FederationError::Keys)?.ok_or(FederationError::KeyNotFound)?;
+    verify(token, &key, Algorithm::RS256).map_err(FederationError::Signature)?;
+    if let Some((nbf, exp)) = outside_validity(&claims, now) {
+        return Err(FederationError::Time { now, nbf, exp });
+    }
+    let by_subject: Vec<_> = trusted.iter().filter(|f| f.subject == sub).collect();
+    if by_subject.is_empty() {
+        return Err(FederationError::Subject(sub));
+    }
+    if !by_subject.iter().any(|f| auds.contains(&f.audience)) {
+        return Err(FederationError::Audience(auds));
+    }
+    Ok(claims)
 }
 
 /// An Entra error response.
@@ -358,7 +426,7 @@ async fn exchange(entra: &Entra, tenant: &str, form: &HashMap<String, String>) -
         if header.x5t.is_some() || header.x5t_s256.is_some() {
             certificate_assertion(entra, tenant, client_id, assertion, &header)?;
         } else {
-            federated_assertion(entra, client_id, assertion, &header).await?;
+            federated_assertion(entra, client_id, assertion).await?;
         }
     } else {
         return Err(aad(StatusCode::BAD_REQUEST, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'."));
@@ -384,65 +452,51 @@ fn unverified_claims(assertion: &str) -> Option<Value> {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()
 }
 
-fn check_times(entra: &Entra, claims: &Value) -> Result<(), Aad> {
-    let now = entra.now();
+/// `(nbf, exp)` of a JWT whose validity (± the skew) does not include `now`.
+fn outside_validity(claims: &Value, now: i64) -> Option<(i64, i64)> {
     let exp = claims["exp"].as_i64().unwrap_or(0);
     let nbf = claims["nbf"].as_i64().or_else(|| claims["iat"].as_i64()).unwrap_or(0);
-    if exp + SKEW <= now || nbf - SKEW > now {
-        return Err(aad(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            700024,
-            format!(
-                "Client assertion is not within its valid time range. Current time: {}, assertion valid from {}, expiry time of assertion {}.",
-                iso(now),
-                iso(nbf),
-                iso(exp)
-            ),
-        ));
-    }
-    Ok(())
+    (exp + SKEW <= now || nbf - SKEW > now).then_some((nbf, exp))
+}
+
+fn time_error(now: i64, nbf: i64, exp: i64) -> Aad {
+    aad(
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+        700024,
+        format!(
+            "Client assertion is not within its valid time range. Current time: {}, assertion valid from {}, expiry time of assertion {}.",
+            iso(now),
+            iso(nbf),
+            iso(exp)
+        ),
+    )
+}
+
+fn check_times(entra: &Entra, claims: &Value) -> Result<(), Aad> {
+    let now = entra.now();
+    outside_validity(claims, now).map_or(Ok(()), |(nbf, exp)| Err(time_error(now, nbf, exp)))
 }
 
 fn iso(t: i64) -> String {
     entra_timestamp(t).replace(' ', "T")
 }
 
-async fn federated_assertion(entra: &Entra, client_id: &str, assertion: &str, header: &Header) -> Result<(), Aad> {
-    let claims = unverified_claims(assertion)
-        .ok_or_else(|| aad(StatusCode::BAD_REQUEST, "invalid_request", 50027, "JWT token is invalid or malformed."))?;
-    let iss = claims["iss"].as_str().unwrap_or_default().to_string();
-    let sub = claims["sub"].as_str().unwrap_or_default().to_string();
-    let auds: Vec<String> = match &claims["aud"] {
-        Value::String(s) => vec![s.clone()],
-        Value::Array(a) => a.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
-        _ => vec![],
-    };
-    let fics: Vec<FederatedCredential> =
-        entra.lock().apps.get(client_id).map(|a| a.fics.iter().filter(|f| f.issuer == iss).cloned().collect()).unwrap_or_default();
-    // Only issuers the app trusts are ever fetched.
-    if fics.is_empty() {
-        return Err(aad(StatusCode::BAD_REQUEST, "invalid_request", 700211, format!("No matching federated identity record found for presented assertion issuer '{iss}'. Please check your federated identity credential Subject, Audience and Issuer against the presented assertion.")));
-    }
-    if header.alg != Algorithm::RS256 {
-        return Err(aad(StatusCode::UNAUTHORIZED, "invalid_client", 700027, format!("Client assertion failed signature validation: unsupported algorithm {:?}.", header.alg)));
-    }
-    let key = entra
-        .issuer_key(&iss, header.kid.as_deref())
-        .await
-        .map_err(|e| aad(StatusCode::UNAUTHORIZED, "invalid_client", 700027, format!("Client assertion failed signature validation: unable to obtain the issuer's signing keys ({e}).")))?
-        .ok_or_else(|| aad(StatusCode::UNAUTHORIZED, "invalid_client", 700027, "Client assertion failed signature validation: signing key not found in the issuer's JWKS."))?;
-    verify(assertion, &key, Algorithm::RS256)
-        .map_err(|e| aad(StatusCode::UNAUTHORIZED, "invalid_client", 700027, format!("Client assertion failed signature validation: {e}.")))?;
-    check_times(entra, &claims)?;
-    let by_subject: Vec<_> = fics.iter().filter(|f| f.subject == sub).collect();
-    if by_subject.is_empty() {
-        return Err(aad(StatusCode::BAD_REQUEST, "invalid_request", 700213, format!("No matching federated identity record found for presented assertion subject '{sub}'. Please check your federated identity credential Subject, Audience and Issuer against the presented assertion.")));
-    }
-    if !by_subject.iter().any(|f| auds.contains(&f.audience)) {
-        return Err(aad(StatusCode::BAD_REQUEST, "invalid_request", 700212, format!("No matching federated identity record found for presented assertion audience '{}'. Please check your federated identity credential Subject, Audience and Issuer against the presented assertion.", auds.join(","))));
-    }
-    Ok(())
+async fn federated_assertion(entra: &Entra, client_id: &str, assertion: &str) -> Result<(), Aad> {
+    let fics: Vec<FederatedCredential> = entra.lock().apps.get(client_id).map(|a| a.fics.clone()).unwrap_or_default();
+    let bad_signature = |why: String| aad(StatusCode::UNAUTHORIZED, "invalid_client", 700027, format!("Client assertion failed signature validation: {why}."));
+    const CHECK: &str = "Please check your federated identity credential Subject, Audience and Issuer against the presented assertion.";
+    verify_federated(&entra.keys, assertion, &fics, entra.now()).await.map(drop).map_err(|e| match e {
+        FederationError::Malformed => aad(StatusCode::BAD_REQUEST, "invalid_request", 50027, "JWT token is invalid or malformed."),
+        FederationError::UntrustedIssuer(iss) => aad(StatusCode::BAD_REQUEST, "invalid_request", 700211, format!("No matching federated identity record found for presented assertion issuer '{iss}'. {CHECK}")),
+        FederationError::Algorithm(alg) => bad_signature(format!("unsupported algorithm {alg:?}")),
+        FederationError::Keys(e) => bad_signature(format!("unable to obtain the issuer's signing keys ({e})")),
+        FederationError::KeyNotFound => bad_signature("signing key not found in the issuer's JWKS".into()),
+        FederationError::Signature(e) => bad_signature(e.to_string()),
+        FederationError::Time { now, nbf, exp } => time_error(now, nbf, exp),
+        FederationError::Subject(sub) => aad(StatusCode::BAD_REQUEST, "invalid_request", 700213, format!("No matching federated identity record found for presented assertion subject '{sub}'. {CHECK}")),
+        FederationError::Audience(auds) => aad(StatusCode::BAD_REQUEST, "invalid_request", 700212, format!("No matching federated identity record found for presented assertion audience '{}'. {CHECK}", auds.join(","))),
+    })
 }
 
 fn certificate_assertion(entra: &Entra, tenant: &str, client_id: &str, assertion: &str, header: &Header) -> Result<(), Aad> {

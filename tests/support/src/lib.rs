@@ -12,6 +12,7 @@
 #![deny(unsafe_code)]
 
 pub mod admin;
+pub mod aws;
 pub mod cluster;
 pub mod entra;
 pub mod env;
