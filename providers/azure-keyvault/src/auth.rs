@@ -148,6 +148,29 @@ fn ambient(name: &str) -> Result<Option<String>> {
     }
 }
 
+/// The tenant ID per ESO's precedence: `authSecretRef.tenantId` (which hides
+/// `tenantId`), else `tenantId`, then the service account's annotation; the
+/// engine's `AZURE_TENANT_ID` is read only when none of those is set.
+fn tenant_id(secret: Option<&str>, spec: Option<&str>, annotation: Option<&str>, missing: &str) -> Result<String> {
+    let env = if secret.is_none() && spec.is_none() && annotation.is_none() {
+        ambient("AZURE_TENANT_ID")?
+    } else {
+        None
+    };
+    let tenant = pick_id(
+        &[
+            ("authSecretRef.tenantId", secret),
+            ("tenantId", if secret.is_none() { spec } else { None }),
+            ("serviceAccountRef", annotation),
+            ("AZURE_TENANT_ID", env.as_deref()),
+        ],
+        "tenant ID",
+        missing,
+    )?;
+    check_tenant_id("tenantId", &tenant)?;
+    Ok(tenant)
+}
+
 fn workload_identity(store: &Checked) -> Result<String> {
     let refs = store.spec.auth_secret_ref.clone().unwrap_or_default();
     let secret_client = read_id(&refs.client_id, "authSecretRef.clientId")?;
@@ -175,31 +198,14 @@ fn workload_identity(store: &Checked) -> Result<String> {
             "missing client ID: service account {sa_name} has no {CLIENT_ID_ANNOTATION} annotation and authSecretRef.clientId is not set"
         ),
     )?;
-    let env_tenant = if secret_tenant.is_none() && spec_tenant.is_none() && ann_tenant.is_none() {
-        ambient("AZURE_TENANT_ID")?
-    } else {
-        None
-    };
-    let tenant = pick_id(
-        &[
-            ("authSecretRef.tenantId", secret_tenant.as_deref()),
-            (
-                "tenantId",
-                if secret_tenant.is_none() {
-                    spec_tenant.as_deref()
-                } else {
-                    None
-                },
-            ),
-            ("serviceAccountRef", ann_tenant.as_deref()),
-            ("AZURE_TENANT_ID", env_tenant.as_deref()),
-        ],
-        "tenant ID",
+    let tenant = tenant_id(
+        secret_tenant.as_deref(),
+        spec_tenant.as_deref(),
+        ann_tenant.as_deref(),
         &format!(
             "missing tenant ID: set tenantId, authSecretRef.tenantId or the {TENANT_ID_ANNOTATION} annotation on service account {sa_name}"
         ),
     )?;
-    check_tenant_id("tenantId", &tenant)?;
     let mut audiences = vec![TOKEN_EXCHANGE_AUDIENCE.to_owned()];
     audiences.extend(
         sa.audiences
@@ -266,28 +272,12 @@ fn mounted_token(
         "WorkloadIdentity without serviceAccountRef uses the engine's own mounted token, which the operator has not granted \
          (AZURE_CLIENT_ID unavailable); set serviceAccountRef",
     )?;
-    let env_tenant = if secret_tenant.is_none() && spec_tenant.is_none() {
-        ambient("AZURE_TENANT_ID")?
-    } else {
-        None
-    };
-    let tenant = pick_id(
-        &[
-            ("authSecretRef.tenantId", secret_tenant.as_deref()),
-            (
-                "tenantId",
-                if secret_tenant.is_none() {
-                    spec_tenant.as_deref()
-                } else {
-                    None
-                },
-            ),
-            ("AZURE_TENANT_ID", env_tenant.as_deref()),
-        ],
-        "tenant ID",
+    let tenant = tenant_id(
+        secret_tenant.as_deref(),
+        spec_tenant.as_deref(),
+        None,
         "missing tenant ID: set tenantId or authSecretRef.tenantId (AZURE_TENANT_ID is not granted)",
     )?;
-    check_tenant_id("tenantId", &tenant)?;
     if let Some(host) = ambient("AZURE_AUTHORITY_HOST")? {
         let host = host.trim_end_matches('/');
         if host != store.cloud.authority {
@@ -542,6 +532,23 @@ mod tests {
         }
         match pick_id(&[("a", None), ("b", Some(""))], "client ID", missing) {
             Err(ProviderError::Unauthorized(f)) => assert_eq!(f.message, missing),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn tenant_precedence_is_shared_by_both_workload_identity_modes() {
+        let m = "missing";
+        // authSecretRef.tenantId hides tenantId, so they never conflict.
+        assert_eq!(tenant_id(Some("a"), Some("b"), None, m).unwrap(), "a");
+        assert_eq!(tenant_id(None, Some("b"), Some("b"), m).unwrap(), "b");
+        assert_eq!(tenant_id(None, None, Some("c"), m).unwrap(), "c");
+        match tenant_id(None, Some("b"), Some("c"), m) {
+            Err(ProviderError::InvalidConfig(c)) => assert_eq!(c.field, "tenantId"),
+            other => panic!("{other:?}"),
+        }
+        match tenant_id(Some("a b"), None, None, m) {
+            Err(ProviderError::InvalidConfig(c)) => assert!(c.reason.contains("GUID"), "{}", c.reason),
             other => panic!("{other:?}"),
         }
     }
