@@ -37,6 +37,7 @@ components: toolchain
 tools:
 	@if [ -x tests/cluster/install.sh ]; then tests/cluster/install.sh; fi
 	@templates/oracle/build.sh >/dev/null
+	@tests/support/moto/install.sh
 
 build: components
 	cargo build --release -p lockstep
