@@ -54,6 +54,8 @@ pub struct Context {
     pub namespaces: Store<Namespace>,
     pub external_secrets: Store<ExternalSecret>,
     pub store_requeue_interval: Duration,
+    /// `--namespace`: the only namespace watched (cluster-scoped kinds are not).
+    pub namespace: Option<String>,
 }
 
 impl Context {

@@ -166,12 +166,16 @@ async fn sync(es: &ExternalSecret, ctx: &Context, ns: &str) -> Result<(Ready, Ac
         _ => existing.as_ref().is_some_and(secret_is_valid),
     };
     let schedule_key = plan.fetches.first().map(|f| fetch_key(&stores[&f.store], ns, &f.call));
-    let periodic = matches!(spec.refresh_policy.unwrap_or_default(), RefreshPolicy::Periodic) && !interval.is_zero();
+    let policy = spec.refresh_policy.unwrap_or_default();
+    let periodic = matches!(policy, RefreshPolicy::Periodic) && !interval.is_zero();
+    // CreatedOnce: written once, never refreshed — not even on a spec change (ESO's
+    // meaning); only a missing or tampered Secret is written again.
+    let spec_resync = changed && policy != RefreshPolicy::CreatedOnce;
     let window_start = schedule_key.as_ref().map(|k| k.window_start(interval, SystemTime::now()));
     let last_refresh = status.refresh_time.as_ref().map(|t| SystemTime::from(t.0));
     let periodic_due = periodic && matches!((last_refresh, window_start), (Some(last), Some(start)) if last < start);
-    let urgency = if never_synced || changed || !secret_valid {
-        let forced = changed && FORCE_SYNC_ANNOTATIONS.iter().any(|a| es.annotations().contains_key(*a));
+    let urgency = if never_synced || spec_resync || !secret_valid {
+        let forced = spec_resync && FORCE_SYNC_ANNOTATIONS.iter().any(|a| es.annotations().contains_key(*a));
         Some(if forced { Urgency::Fresh } else { Urgency::Interactive })
     } else if periodic_due {
         Some(Urgency::Periodic)
@@ -317,6 +321,7 @@ async fn sync(es: &ExternalSecret, ctx: &Context, ns: &str) -> Result<(Ready, Ac
     }
 
     let owner = owner_reference(es);
+    let mut immutable_kept = false;
     match existing {
         None => {
             let secret = build_secret(None, &desired, owner.as_ref(), &owned)?;
@@ -331,6 +336,7 @@ async fn sync(es: &ExternalSecret, ctx: &Context, ns: &str) -> Result<(Ready, Ac
                     return Err(failed("SecretSyncedError", "could not update secret, target is immutable", None));
                 }
                 // An immutable target keeps its data; only metadata is refreshed.
+                immutable_kept = data_changes;
                 wanted.data = current.data.clone();
                 wanted.type_ = current.type_.clone();
                 if let Some(hash) = current.annotations().get(DATA_HASH_ANNOTATION) {
@@ -343,7 +349,36 @@ async fn sync(es: &ExternalSecret, ctx: &Context, ns: &str) -> Result<(Ready, Ac
             }
         }
     }
+    if creation == CreationPolicy::Owner
+        && let Some(previous) = status.binding.as_ref().map(|b| b.name.as_str()).filter(|p| !p.is_empty() && *p != target_name)
+    {
+        delete_orphan(es, ctx, &secrets, previous).await?;
+    }
+    if immutable_kept {
+        // ESO silently keeps the old data; say so, once per change of condition.
+        if current_ready(&status).is_none_or(|r| r.reason != IMMUTABLE_REASON) {
+            ctx.event(es, EventType::Warning, "ImmutableTarget", IMMUTABLE_MESSAGE.into()).await;
+        }
+        return done(IMMUTABLE_REASON, IMMUTABLE_MESSAGE);
+    }
     done("SecretSynced", "secret synced")
+}
+
+/// Ready=True (the Secret exists as requested) with a reason that says it is stale.
+const IMMUTABLE_REASON: &str = "SecretImmutable";
+const IMMUTABLE_MESSAGE: &str =
+    "provider data changed, but the target Secret is immutable and keeps its data; delete the Secret to write the new data";
+
+/// `target.name` changed (creationPolicy Owner): the Secret this ExternalSecret wrote
+/// before goes, but only if this ExternalSecret controls it (ESO's orphan cleanup).
+async fn delete_orphan(es: &ExternalSecret, ctx: &Context, secrets: &Api<Secret>, previous: &str) -> Result<(), SyncFailure> {
+    if let Some(old) = secrets.get_opt(previous).await?
+        && controlled_by(&old, es)
+    {
+        secrets.delete(previous, &DeleteParams::default()).await?;
+        ctx.event(es, EventType::Normal, "Deleted", format!("secret {previous} deleted because it was orphaned (target.name changed)")).await;
+    }
+    Ok(())
 }
 
 fn current_ready(status: &ExternalSecretStatus) -> Option<Ready> {

@@ -67,6 +67,10 @@ impl FetchKey {
     }
 }
 
+/// The reason of a capability request the host refused (a credential reference
+/// outside the store's rules, an undeclared one, a destination not granted).
+pub const CAPABILITY_DENIED: &str = "CapabilityDenied";
+
 /// Why a fetch failed, as the engine acts on it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FetchError {
@@ -94,7 +98,7 @@ impl FetchError {
             FetchError::Forbidden(_) => "ProviderForbidden",
             FetchError::Throttled { .. } => "ProviderThrottled",
             FetchError::InvalidConfig(_) => "InvalidProviderConfig",
-            FetchError::Denied(_) => "CapabilityDenied",
+            FetchError::Denied(_) => CAPABILITY_DENIED,
             FetchError::Unavailable(_) => "ProviderUnavailable",
             FetchError::Internal(_) => "ProviderError",
         }

@@ -23,7 +23,7 @@ use crate::{
     conditions::Ready,
     context::{Context, STATUS_MANAGER},
     duration,
-    fetch::FetchError,
+    fetch::{CAPABILITY_DENIED, FetchError},
     metrics::Metrics,
 };
 
@@ -133,6 +133,14 @@ pub enum StoreUse {
 
 /// Finds the store and checks class, ClusterSecretStore conditions and readiness.
 pub fn use_store(ctx: &Context, key: &StoreKey, consumer: &str) -> StoreUse {
+    if key.kind == StoreKind::ClusterSecretStore
+        && let Some(watched) = &ctx.namespace
+    {
+        return StoreUse::Blocked(Blocked::new(
+            "StoreNotAllowed",
+            format!("ClusterSecretStore {:?} cannot be used: the engine watches only namespace {watched:?} (--namespace), not cluster-scoped stores", key.name),
+        ));
+    }
     let found = match key.kind {
         StoreKind::SecretStore => ctx
             .stores
@@ -171,8 +179,10 @@ pub fn use_store(ctx: &Context, key: &StoreKey, consumer: &str) -> StoreUse {
     let ready = store.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
     match ready {
         Some(c) if c.status == "True" => StoreUse::Usable(store),
+        // A refused credential reference is the same refusal whether the store's
+        // validation or a fetch met it first: one reason for both.
         Some(c) => StoreUse::Blocked(Blocked::new(
-            "StoreNotReady",
+            if c.reason.as_deref() == Some(CAPABILITY_DENIED) { CAPABILITY_DENIED } else { "StoreNotReady" },
             format!("{} is not ready: {}", store.describe(), c.message.clone().unwrap_or_default()),
         )),
         None => StoreUse::Blocked(Blocked::new("StoreNotReady", format!("{} has not been validated yet", store.describe()))),
