@@ -2,6 +2,7 @@
 # Builds/downloads the local control plane's tools into the cache, keyed by version:
 #   $LOCKSTEP_CACHE/tools/kube/<v>/{kube-apiserver,kube-controller-manager,kubectl}
 #   $LOCKSTEP_CACHE/tools/etcd/<v>/etcd
+#   $LOCKSTEP_CACHE/tools/helm/<v>/helm
 # Idempotent: a tool whose directory is complete is skipped. Go
 # downloads also land under $LOCKSTEP_CACHE (go/mod, go/build), never in
 # the checkout, so a fresh clone on the same machine reuses everything.
@@ -13,6 +14,7 @@ TOOLS=$LOCKSTEP_CACHE/tools
 
 KUBE_VERSION=v1.37.2      # must match tests/cluster/kube/go.mod
 ETCD_VERSION=v3.6.16      # must match tests/cluster/etcd/go.mod
+HELM_VERSION=v4.3.2       # must match tests/cluster/helm/go.mod (its k8s.io/* = the control plane's)
 
 export GOMODCACHE=$LOCKSTEP_CACHE/go/mod
 export GOCACHE=$LOCKSTEP_CACHE/go/build
@@ -60,6 +62,19 @@ build_etcd() {
   log "etcd $ETCD_VERSION: built in $((SECONDS - t0)) s -> $out ($("$out/etcd" --version | head -1))"
 }
 
+build_helm() {
+  local out=$TOOLS/helm/$HELM_VERSION
+  if [[ -x $out/helm ]]; then log "helm $HELM_VERSION: cached in $out"; return; fi
+  log "helm $HELM_VERSION: building (cold: a few minutes)"
+  rm -rf "$out.tmp"; mkdir -p "$out.tmp"
+  local t0=$SECONDS
+  (cd "$HERE/helm" && go build -mod=readonly -trimpath \
+      -ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" \
+      -o "$out.tmp/helm" helm.sh/helm/v4/cmd/helm)
+  publish "$out"
+  log "helm $HELM_VERSION: built in $((SECONDS - t0)) s -> $out ($("$out/helm" version --short))"
+}
+
 # A manifest the Rust harness reads to find the binaries (no version logic duplicated in Rust).
 write_manifest() {
   cat > "$TOOLS/manifest.env.tmp" <<EOF
@@ -67,6 +82,7 @@ LOCKSTEP_KUBE_APISERVER=$TOOLS/kube/$KUBE_VERSION/kube-apiserver
 LOCKSTEP_KUBE_CONTROLLER_MANAGER=$TOOLS/kube/$KUBE_VERSION/kube-controller-manager
 LOCKSTEP_KUBECTL=$TOOLS/kube/$KUBE_VERSION/kubectl
 LOCKSTEP_ETCD=$TOOLS/etcd/$ETCD_VERSION/etcd
+LOCKSTEP_HELM=$TOOLS/helm/$HELM_VERSION/helm
 EOF
   mv "$TOOLS/manifest.env.tmp" "$TOOLS/manifest.env"
   log "manifest: $TOOLS/manifest.env"
@@ -76,5 +92,6 @@ mkdir -p "$TOOLS"
 t_start=$SECONDS
 build_etcd
 build_kube
+build_helm
 write_manifest
 log "done in $((SECONDS - t_start)) s"

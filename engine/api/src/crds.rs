@@ -53,7 +53,7 @@ pub fn crds_yaml() -> String {
     crds().iter().map(|c| format!("---\n{}", to_yaml(c))).collect()
 }
 
-/// The file name a CRD is committed under in `engine/api/crds/`
+/// The file name a CRD is committed under in `charts/lockstep/files/crds/`
 /// (`<plural>.<group>.yaml`, as the apiserver names the object).
 pub fn file_name(crd: &CustomResourceDefinition) -> String {
     format!("{}.yaml", crd.metadata.name.as_deref().unwrap_or("unnamed"))

@@ -1,5 +1,5 @@
 //! CRD generation: deterministic, matches the committed files in
-//! `engine/api/crds/` (regenerate with `LOCKSTEP_BLESS=1 cargo test -p lockstep-api --test crds`),
+//! `charts/lockstep/files/crds/` (regenerate with `LOCKSTEP_BLESS=1 cargo test -p lockstep-api --test crds`),
 //! and carries every CEL rule, printer column and short name.
 
 use std::path::PathBuf;
@@ -8,7 +8,7 @@ use lockstep_api::crds::{crds, crds_yaml, file_name, to_yaml};
 use lockstep_api::rules;
 
 fn crd_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("crds")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../charts/lockstep/files/crds")
 }
 
 #[test]
@@ -36,7 +36,7 @@ fn committed_crds_match_generated() {
     let mut present: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     present.sort();
     expected_files.sort();
-    assert_eq!(present, expected_files, "engine/api/crds/ holds exactly the generated CRDs");
+    assert_eq!(present, expected_files, "charts/lockstep/files/crds/ holds exactly the generated CRDs");
 }
 
 #[test]

@@ -23,6 +23,7 @@ pub struct Tools {
     pub kube_apiserver: PathBuf,
     pub kube_controller_manager: PathBuf,
     pub kubectl: PathBuf,
+    pub helm: PathBuf,
 }
 
 impl Tools {
@@ -39,6 +40,7 @@ impl Tools {
             kube_apiserver: get("LOCKSTEP_KUBE_APISERVER")?,
             kube_controller_manager: get("LOCKSTEP_KUBE_CONTROLLER_MANAGER")?,
             kubectl: get("LOCKSTEP_KUBECTL")?,
+            helm: get("LOCKSTEP_HELM")?,
         })
     }
 }

@@ -1,0 +1,2 @@
+//! Test-only crate: see `tests/chart.rs`.
+#![forbid(unsafe_code)]
