@@ -1,5 +1,5 @@
 # The two commands of the README:
-#   make demo   - the seed, end to end, on a local control plane
+#   make demo   - the seed, end to end, on a local control plane (DEMO_FLAGS=--keep keeps it running)
 #   make test   - installs and builds everything it needs, then runs all tests
 SHELL := /bin/bash
 LOCKSTEP_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/lockstep
@@ -17,9 +17,10 @@ test: toolchain components tools
 	@echo "==> cargo test (host crates, e2e against the local control plane)"
 	cargo test --workspace --no-fail-fast $(CARGO_TEST_FLAGS)
 
-demo: toolchain components
-	@echo "==> lockstep render -f examples/seed/fake.yaml"
-	cargo run -q -p lockstep -- render -f examples/seed/fake.yaml
+demo: toolchain components tools
+	@echo "==> building lockstep and the demo driver"
+	cargo build -p lockstep -p lockstep-demo
+	$(CARGO_TARGET_DIR)/debug/lockstep-demo --lockstep $(CARGO_TARGET_DIR)/debug/lockstep $(DEMO_FLAGS)
 
 toolchain:
 	@rustup target list --installed | grep -qx wasm32-wasip2 || { echo "==> rustup target add wasm32-wasip2"; rustup target add wasm32-wasip2; }

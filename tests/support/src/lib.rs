@@ -8,10 +8,11 @@
 //! answers with Key Vault's challenge, counts requests and injects faults.
 //!
 //! Tests use [`TestEnv::shared`]; the demo and `make test` use the
-//! `lockstep-testenv` binary (`up` / `down` / `status`).
+//! `lockstep-testenv` binary (`up` / `down` / `status`); [`chart`] renders the Helm chart.
 #![deny(unsafe_code)]
 
 pub mod admin;
+pub mod chart;
 pub mod aws;
 pub mod cluster;
 pub mod entra;
