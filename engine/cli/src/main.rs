@@ -53,8 +53,13 @@ async fn run(args: lockstep_controller::RunArgs) -> anyhow::Result<()> {
     let mut config = args.into_config()?;
     lockstep_controller::init_logging(config.log_format);
     config.builtins = builtins::BUILTINS.to_vec();
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
+    // SIGTERM is how Kubernetes stops a pod: release the lease then, not only on Ctrl-C.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
     };
     lockstep_controller::run(config, shutdown).await
 }
