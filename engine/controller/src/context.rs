@@ -69,7 +69,14 @@ impl Context {
 
     /// Publishes an event; failures (e.g. lost lease) are logged, never fatal.
     pub async fn event<K: Resource<DynamicType = ()>>(&self, obj: &K, type_: EventType, reason: &str, note: String) {
-        let event = Event { type_, reason: reason.to_owned(), note: Some(note), action: reason.to_owned(), secondary: None };
+        self.event_as(obj, type_, reason, reason, note).await;
+    }
+
+    /// Like [`Self::event`], with `action` naming what happened. kube's recorder folds
+    /// events of one (type, reason, action, object) into a series that keeps the first
+    /// note, so a different cause under the same reason needs its own action to be seen.
+    pub async fn event_as<K: Resource<DynamicType = ()>>(&self, obj: &K, type_: EventType, reason: &str, action: &str, note: String) {
+        let event = Event { type_, reason: reason.to_owned(), note: Some(note), action: action.to_owned(), secondary: None };
         if let Err(error) = self.recorder.publish(&event, &obj.object_ref(&())).await {
             tracing::debug!(%error, reason, "could not publish event");
         }

@@ -70,7 +70,8 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
                 tracing::debug!(es = %format!("{ns}/{name}"), reason = %ready.reason, "still failing");
             } else {
                 tracing::warn!(es = %format!("{ns}/{name}"), reason = %ready.reason, message = %ready.message, "sync failed");
-                ctx.event(&*es, EventType::Warning, "UpdateFailed", ready.message.clone()).await;
+                // ESO's reason; the condition's reason as the action keeps each cause's note.
+                ctx.event_as(&*es, EventType::Warning, "UpdateFailed", &ready.reason, ready.message.clone()).await;
             }
             ctx.metrics.sync_errors.get_or_create(&labels).inc();
             (ready, retry.map_or(Action::await_change(), Action::requeue), None)
