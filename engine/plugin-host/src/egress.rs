@@ -246,11 +246,13 @@ impl EgressGrant {
         let ip = host.parse::<IpAddr>().ok();
         let target = Target { scheme, host, port, ip };
         let label = target.authority();
-        if scheme == Scheme::Http && !self.network.plain_http {
-            return Err(Denial { reason: DenyReason::PlainHttp, target: label, detail: "plain http is not granted by the operator".into() });
-        }
+        // The address first: for `http://169.254.169.254` the metadata grant is
+        // what is missing, and granting plain http alone would not help.
         if let Some(ip) = ip {
             self.check_address(&label, ip)?;
+        }
+        if scheme == Scheme::Http && !self.network.plain_http {
+            return Err(Denial { reason: DenyReason::PlainHttp, target: label, detail: "plain http is not granted by the operator".into() });
         }
         if !self.rules.iter().any(|r| r.matches(scheme, &target.host, port)) {
             return Err(Denial {
@@ -302,6 +304,11 @@ mod tests {
         for url in ["https://10.1.2.3/", "https://169.254.169.254/", "https://127.0.0.1/", "https://[::1]/", "https://169.254.1.1/"] {
             assert!(check(&granted, url).is_ok(), "{url}");
         }
+        // IMDS is plain http: the missing metadata grant is named, not the scheme.
+        let imds = grant(&[("http", "169.254.169.254", None)], NetworkGrants::default());
+        assert_eq!(check(&imds, "http://169.254.169.254/metadata/identity/oauth2/token"), Err(DenyReason::MetadataAddress));
+        let imds = grant(&[("http", "169.254.169.254", None)], NetworkGrants { metadata: true, ..Default::default() });
+        assert_eq!(check(&imds, "http://169.254.169.254/"), Err(DenyReason::PlainHttp));
         // link-local does not imply metadata.
         let ll = grant(&rules, NetworkGrants { link_local: true, ..Default::default() });
         assert_eq!(check(&ll, "https://169.254.169.254/"), Err(DenyReason::MetadataAddress));
