@@ -62,11 +62,13 @@ impl std::fmt::Debug for AccessKey {
 }
 
 /// Throttling for the next `count` requests of one action (e.g.
-/// `secretsmanager.GetSecretValue`): `status` (429, or 400 as AWS does) with a
-/// `ThrottlingException` body and `Retry-After: retry_after` seconds.
+/// `secretsmanager.GetSecretValue`), optionally only for one `SecretId`:
+/// `status` (429, or 400 as AWS does) with a `ThrottlingException` body and
+/// `Retry-After: retry_after` seconds.
 #[derive(Clone, Debug)]
 pub struct Throttle {
     pub action: String,
+    pub secret_id: Option<String>,
     pub status: u16,
     pub retry_after: Option<u64>,
     pub count: u32,
@@ -75,8 +77,8 @@ pub struct Throttle {
 #[derive(Default)]
 struct Book {
     throttles: Vec<Throttle>,
-    /// Every request: (action, when it arrived).
-    requests: Vec<(String, SystemTime)>,
+    /// Every request: (action, its SecretId if any, when it arrived).
+    requests: Vec<(String, Option<String>, SystemTime)>,
     /// Role ARN → the web identities it trusts.
     trust: HashMap<String, Vec<FederatedCredential>>,
 }
@@ -185,7 +187,12 @@ impl Aws {
 
     /// Arrival times of the requests for `action` (`secretsmanager.GetSecretValue`, `sts.AssumeRole`, ...).
     pub fn requests(&self, action: &str) -> Vec<SystemTime> {
-        self.front.lock().requests.iter().filter(|(a, _)| a == action).map(|(_, t)| *t).collect()
+        self.front.lock().requests.iter().filter(|(a, _, _)| a == action).map(|(_, _, t)| *t).collect()
+    }
+
+    /// Arrival times of the requests for `action` naming `secret_id`.
+    pub fn requests_for(&self, action: &str, secret_id: &str) -> Vec<SystemTime> {
+        self.front.lock().requests.iter().filter(|(a, id, _)| a == action && id.as_deref() == Some(secret_id)).map(|(_, _, t)| *t).collect()
     }
 }
 
@@ -320,10 +327,11 @@ async fn gate(State(f): State<Front>, req: Request) -> Response {
         Some(target) => target.to_string(),
         None => format!("{}.{}", host.split('.').next().unwrap_or_default(), form.get("Action").map(String::as_str).unwrap_or_default()),
     };
+    let secret_id = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v["SecretId"].as_str().map(String::from));
     let throttle = {
         let mut book = f.lock();
-        book.requests.push((action.clone(), SystemTime::now()));
-        let i = book.throttles.iter().position(|t| t.action == action && t.count > 0);
+        book.requests.push((action.clone(), secret_id.clone(), SystemTime::now()));
+        let i = book.throttles.iter().position(|t| t.action == action && t.count > 0 && t.secret_id.as_ref().is_none_or(|id| Some(id) == secret_id.as_ref()));
         i.map(|i| {
             book.throttles[i].count -= 1;
             book.throttles[i].clone()
