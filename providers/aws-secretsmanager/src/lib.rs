@@ -11,25 +11,22 @@
 //! `metadataPolicy: Fetch` reads the tags; `find` lists by `name` prefix and tags
 //! (checked exactly here, AWS's filters match prefixes) with a name regexp.
 //! Requests are signed with the SDK's SigV4 and go to the store's regional
-//! endpoints only. Not supported: `additionalRoles`, `externalID`,
+//! endpoints only; STS sessions, endpoints and error mapping are the SDK's
+//! `aws` module. Not supported: `additionalRoles`, `externalID`,
 //! `sessionTags`, ambient (pod) credentials; each is refused as invalid config.
 #![deny(unsafe_code)]
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use base64::Engine as _;
+use lockstep_provider_sdk::aws::{self, endpoint};
 use lockstep_provider_sdk::prelude::*;
 use lockstep_provider_sdk::sigv4::{self, Credentials};
-use lockstep_provider_sdk::xml;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 const AUDIENCE: &str = "sts.amazonaws.com";
 const ROLE_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
-/// Assumed-role sessions are requested for an hour and reused for 55 minutes.
-const SESSION_SECS: u64 = 3600;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -72,23 +69,12 @@ struct Jwt {
     service_account_ref: ServiceAccountRef,
 }
 
-thread_local! {
-    /// Assumed-role sessions of this instance (one isolation unit): key → (credentials, reuse until).
-    static SESSIONS: RefCell<HashMap<String, (Credentials, u64)>> = RefCell::new(HashMap::new());
-}
-
-fn endpoint(service: &str, region: &str) -> String {
-    format!("https://{service}.{region}.amazonaws.com/")
-}
-
 fn check(c: &Config) -> Result<()> {
     let bad = |field: &str, why: &str| Err(ProviderError::invalid_config(field, why));
     if c.service != "SecretsManager" {
         return bad("service", "this plugin serves service SecretsManager only");
     }
-    if c.region.is_empty() || !c.region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
-        return bad("region", "region must be an AWS region name such as us-east-1");
-    }
+    aws::check_region("region", &c.region)?;
     for (field, set) in [("additionalRoles", !c.additional_roles.is_empty()), ("externalID", c.external_id.is_some()), ("sessionTags", !c.session_tags.is_empty())] {
         if set {
             return bad(field, "not supported by this plugin");
@@ -98,10 +84,6 @@ fn check(c: &Config) -> Result<()> {
         return bad("auth", "set auth.secretRef or auth.jwt (ambient pod credentials are not supported)");
     }
     Ok(())
-}
-
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 fn read(r: &SecretKeyRef, field: &str) -> Result<String> {
@@ -126,45 +108,16 @@ fn credentials(c: &Config) -> Result<Credentials> {
             Some(a) => (a, c.role.clone()),
             None => (c.role.clone().ok_or_else(|| ProviderError::invalid_config("role", format!("web identity needs a role: set role or annotate the service account with {ROLE_ANNOTATION}")))?, None),
         };
-        let key = format!("jwt/{:?}/{}/{role}", sa.namespace, sa.name);
-        let base = session(&key, || {
+        let base = aws::assume_role_with_web_identity(&c.region, &role, &format!("{:?}/{}", sa.namespace, sa.name), || {
             let audiences: Vec<&str> = if sa.audiences.is_empty() { vec![AUDIENCE] } else { sa.audiences.iter().map(String::as_str).collect() };
-            let token = sa.token(&audiences)?.token;
-            sts(c, None, &[("Action", "AssumeRoleWithWebIdentity"), ("RoleArn", &role), ("WebIdentityToken", &token)])
+            Ok(sa.token(&audiences)?.token)
         })?;
         (base, chained)
     };
     match chained {
-        Some(role) => session(&format!("role/{}/{}/{role}", base.access_key_id, base.secret_access_key), || sts(c, Some(&base), &[("Action", "AssumeRole"), ("RoleArn", &role)])),
+        Some(role) => aws::assume_role(&c.region, &base, &role),
         None => Ok(base),
     }
-}
-
-fn session(key: &str, fetch: impl FnOnce() -> Result<Credentials>) -> Result<Credentials> {
-    if let Some((creds, until)) = SESSIONS.with(|s| s.borrow().get(key).cloned()) && now() < until {
-        return Ok(creds);
-    }
-    let creds = fetch()?;
-    SESSIONS.with(|s| s.borrow_mut().insert(key.to_owned(), (creds.clone(), now() + SESSION_SECS - 300)));
-    Ok(creds)
-}
-
-/// An STS query-protocol call (signed when `signer` is given) answering with credentials.
-fn sts(c: &Config, signer: Option<&Credentials>, params: &[(&str, &str)]) -> Result<Credentials> {
-    let duration = SESSION_SECS.to_string();
-    let mut form = params.to_vec();
-    form.extend([("RoleSessionName", "lockstep"), ("DurationSeconds", duration.as_str()), ("Version", "2011-06-15")]);
-    let mut req = http::Request::post(endpoint("sts", &c.region)).form(&form);
-    if let Some(creds) = signer {
-        req = sigv4::sign(req, creds, &c.region, "sts", SystemTime::now())?;
-    }
-    let resp = req.send()?;
-    if !resp.is_success() {
-        return Err(aws_error(&resp));
-    }
-    let body = String::from_utf8_lossy(resp.body());
-    let field = |name: &str| xml::text(&body, name).ok_or_else(|| ProviderError::internal(format!("STS answered without {name}")));
-    Ok(Credentials { access_key_id: field("AccessKeyId")?, secret_access_key: field("SecretAccessKey")?, session_token: Some(field("SessionToken")?) })
 }
 
 /// A Secrets Manager JSON-protocol call.
@@ -174,32 +127,9 @@ fn call(c: &Config, creds: &Credentials, action: &str, body: Value) -> Result<Va
         .body("application/x-amz-json-1.1", json::to_vec(&body)?);
     let resp = sigv4::sign(req, creds, &c.region, "secretsmanager", SystemTime::now())?.send()?;
     if !resp.is_success() {
-        return Err(aws_error(&resp));
+        return Err(aws::error(&resp));
     }
     resp.json()
-}
-
-/// Maps an AWS error (JSON `__type` or XML `<Code>`) onto the WIT variants. AWS
-/// messages name resources and principals, never secret values.
-pub fn aws_error(resp: &http::Response) -> ProviderError {
-    let body = String::from_utf8_lossy(resp.body());
-    let v: Value = serde_json::from_str(&body).unwrap_or_default();
-    let code = v["__type"].as_str().map(str::to_owned).or_else(|| resp.header("x-amzn-errortype").map(str::to_owned)).or_else(|| xml::text(&body, "Code"));
-    let code = code.as_deref().unwrap_or_default().rsplit('#').next().unwrap_or_default().split(':').next().unwrap_or_default().to_owned();
-    let text = v["message"].as_str().or(v["Message"].as_str()).map(str::to_owned).or_else(|| xml::text(&body, "Message")).unwrap_or_default();
-    let message = format!("AWS {code} (HTTP {}): {}", resp.status(), text.chars().take(300).collect::<String>());
-    match code.as_str() {
-        "ResourceNotFoundException" => ProviderError::not_found(message),
-        "ThrottlingException" | "Throttling" | "TooManyRequestsException" | "RequestLimitExceeded" => ProviderError::throttled(resp.retry_after(), message),
-        "AccessDeniedException" | "AccessDenied" | "DecryptionFailure" => ProviderError::forbidden(Some(&code), message),
-        "UnrecognizedClientException" | "InvalidClientTokenId" | "InvalidSignatureException" | "SignatureDoesNotMatch" | "IncompleteSignature"
-        | "MissingAuthenticationToken" | "ExpiredToken" | "ExpiredTokenException" | "InvalidIdentityToken" | "IDPRejectedClaim" => {
-            ProviderError::unauthorized(Some(&code), format!("AWS did not accept the credentials: {message}"))
-        }
-        _ if resp.status() == 429 => ProviderError::throttled(resp.retry_after(), message),
-        _ if resp.status() >= 500 => ProviderError::unavailable(message),
-        _ => ProviderError::internal(message),
-    }
 }
 
 /// GetSecretValue: (value, version id). `version` is `uuid/<id>` or a stage.

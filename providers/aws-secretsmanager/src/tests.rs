@@ -61,32 +61,6 @@ fn metadata_declares_the_credential_paths() {
     assert_eq!(m.token_audiences, ["sts.amazonaws.com"]);
 }
 
-fn err(status: u16, headers: Vec<(&str, &str)>, body: &str) -> ProviderError {
-    let headers = headers.into_iter().map(|(n, v)| (n.to_owned(), v.to_owned())).collect();
-    aws_error(&http::Response::from_parts(status, headers, body.as_bytes().to_vec(), "POST x/"))
-}
-
-#[test]
-fn errors_map_to_variants() {
-    let nf = err(400, vec![], r#"{"__type":"ResourceNotFoundException","message":"Secrets Manager can't find the specified secret."}"#);
-    assert_eq!(nf.variant(), "not-found");
-    let t = err(400, vec![("Retry-After", "3")], r#"{"__type":"com.amazonaws.secretsmanager#ThrottlingException","message":"Rate exceeded"}"#);
-    assert_eq!(t, ProviderError::throttled(Some(std::time::Duration::from_secs(3)), "AWS ThrottlingException (HTTP 400): Rate exceeded"));
-    assert_eq!(err(429, vec![("retry-after", "2")], "").variant(), "throttled");
-    match err(400, vec![], r#"{"__type":"UnrecognizedClientException","message":"The security token included in the request is invalid."}"#) {
-        ProviderError::Unauthorized(a) => assert_eq!(a.code.as_deref(), Some("UnrecognizedClientException")),
-        other => panic!("{other:?}"),
-    }
-    let xml = "<ErrorResponse><Error><Type>Sender</Type><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match</Message></Error></ErrorResponse>";
-    assert_eq!(err(403, vec![], xml).variant(), "unauthorized");
-    match err(400, vec![("x-amzn-ErrorType", "AccessDeniedException:http://internal")], "{}") {
-        ProviderError::Forbidden(a) => assert_eq!(a.code.as_deref(), Some("AccessDeniedException")),
-        other => panic!("{other:?}"),
-    }
-    assert_eq!(err(500, vec![], r#"{"__type":"InternalServiceError"}"#).variant(), "unavailable");
-    assert_eq!(err(400, vec![], r#"{"__type":"InvalidRequestException","message":"marked for deletion"}"#).variant(), "internal");
-}
-
 #[test]
 fn property_prefers_the_dotted_key_like_eso() {
     let r = |p: &str| SecretRef { key: "k".into(), version: None, property: Some(p.into()), metadata_policy: MetadataPolicy::None };

@@ -72,6 +72,8 @@
 
 #[allow(unsafe_code, clippy::all, missing_docs)]
 pub mod bindings;
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod config;
 pub mod credentials;
 pub mod error;
