@@ -20,6 +20,7 @@ use std::time::SystemTime;
 
 use base64::Engine as _;
 use lockstep_provider_sdk::aws::{self, endpoint};
+use lockstep_provider_sdk::find;
 use lockstep_provider_sdk::prelude::*;
 use lockstep_provider_sdk::sigv4::{self, Credentials};
 use serde::Deserialize;
@@ -75,43 +76,72 @@ fn check(c: &Config) -> Result<()> {
         return bad("service", "this plugin serves service SecretsManager only");
     }
     aws::check_region("region", &c.region)?;
-    for (field, set) in [("additionalRoles", !c.additional_roles.is_empty()), ("externalID", c.external_id.is_some()), ("sessionTags", !c.session_tags.is_empty())] {
+    for (field, set) in [
+        ("additionalRoles", !c.additional_roles.is_empty()),
+        ("externalID", c.external_id.is_some()),
+        ("sessionTags", !c.session_tags.is_empty()),
+    ] {
         if set {
             return bad(field, "not supported by this plugin");
         }
     }
     if c.auth.secret_ref.is_none() && c.auth.jwt.is_none() {
-        return bad("auth", "set auth.secretRef or auth.jwt (ambient pod credentials are not supported)");
+        return bad(
+            "auth",
+            "set auth.secretRef or auth.jwt (ambient pod credentials are not supported)",
+        );
     }
     Ok(())
 }
 
 fn read(r: &SecretKeyRef, field: &str) -> Result<String> {
     let bytes = r.fetch()?;
-    String::from_utf8(bytes).map(|s| s.trim().to_owned()).map_err(|_| ProviderError::invalid_config(field, "the referenced key is not text"))
+    String::from_utf8(bytes)
+        .map(|s| s.trim().to_owned())
+        .map_err(|_| ProviderError::invalid_config(field, "the referenced key is not text"))
 }
 
 /// The credentials that sign Secrets Manager calls for this store.
 fn credentials(c: &Config) -> Result<Credentials> {
     let (base, chained) = if let Some(k) = &c.auth.secret_ref {
-        let token = k.session_token.as_ref().map(|r| read(r, "auth.secretRef.sessionTokenSecretRef")).transpose()?;
+        let token = k
+            .session_token
+            .as_ref()
+            .map(|r| read(r, "auth.secretRef.sessionTokenSecretRef"))
+            .transpose()?;
         let base = Credentials {
             access_key_id: read(&k.access_key_id, "auth.secretRef.accessKeyIDSecretRef")?,
-            secret_access_key: read(&k.secret_access_key, "auth.secretRef.secretAccessKeySecretRef")?,
+            secret_access_key: read(
+                &k.secret_access_key,
+                "auth.secretRef.secretAccessKeySecretRef",
+            )?,
             session_token: token,
         };
         (base, c.role.clone())
     } else {
         let sa = &c.auth.jwt.as_ref().expect("checked").service_account_ref;
-        let annotated = sa.annotations()?.into_iter().find(|(k, _)| k == ROLE_ANNOTATION).map(|(_, v)| v);
+        let annotated = sa
+            .annotations()?
+            .into_iter()
+            .find(|(k, _)| k == ROLE_ANNOTATION)
+            .map(|(_, v)| v);
         let (role, chained) = match annotated {
             Some(a) => (a, c.role.clone()),
             None => (c.role.clone().ok_or_else(|| ProviderError::invalid_config("role", format!("web identity needs a role: set role or annotate the service account with {ROLE_ANNOTATION}")))?, None),
         };
-        let base = aws::assume_role_with_web_identity(&c.region, &role, &format!("{:?}/{}", sa.namespace, sa.name), || {
-            let audiences: Vec<&str> = if sa.audiences.is_empty() { vec![AUDIENCE] } else { sa.audiences.iter().map(String::as_str).collect() };
-            Ok(sa.token(&audiences)?.token)
-        })?;
+        let base = aws::assume_role_with_web_identity(
+            &c.region,
+            &role,
+            &format!("{:?}/{}", sa.namespace, sa.name),
+            || {
+                let audiences: Vec<&str> = if sa.audiences.is_empty() {
+                    vec![AUDIENCE]
+                } else {
+                    sa.audiences.iter().map(String::as_str).collect()
+                };
+                Ok(sa.token(&audiences)?.token)
+            },
+        )?;
         (base, chained)
     };
     match chained {
@@ -133,7 +163,12 @@ fn call(c: &Config, creds: &Credentials, action: &str, body: Value) -> Result<Va
 }
 
 /// GetSecretValue: (value, version id). `version` is `uuid/<id>` or a stage.
-fn get_value(c: &Config, creds: &Credentials, id: &str, version: Option<&str>) -> Result<(Vec<u8>, Option<String>)> {
+fn get_value(
+    c: &Config,
+    creds: &Credentials,
+    id: &str,
+    version: Option<&str>,
+) -> Result<(Vec<u8>, Option<String>)> {
     let mut body = json!({"SecretId": id});
     match version.filter(|v| !v.is_empty()) {
         Some(v) if v.starts_with("uuid/") => body["VersionId"] = v["uuid/".len()..].into(),
@@ -142,8 +177,14 @@ fn get_value(c: &Config, creds: &Credentials, id: &str, version: Option<&str>) -
     let out = call(c, creds, "GetSecretValue", body)?;
     let value = match (out["SecretString"].as_str(), out["SecretBinary"].as_str()) {
         (Some(s), _) => s.as_bytes().to_vec(),
-        (None, Some(b)) => base64::engine::general_purpose::STANDARD.decode(b).map_err(|_| ProviderError::internal(format!("SecretBinary of {id} is not base64")))?,
-        _ => return Err(ProviderError::internal(format!("secret {id} has neither SecretString nor SecretBinary"))),
+        (None, Some(b)) => base64::engine::general_purpose::STANDARD
+            .decode(b)
+            .map_err(|_| ProviderError::internal(format!("SecretBinary of {id} is not base64")))?,
+        _ => {
+            return Err(ProviderError::internal(format!(
+                "secret {id} has neither SecretString nor SecretBinary"
+            )));
+        }
     };
     Ok((value, out["VersionId"].as_str().map(str::to_owned)))
 }
@@ -152,7 +193,11 @@ fn get_value(c: &Config, creds: &Credentials, id: &str, version: Option<&str>) -
 fn select(value: Vec<u8>, r: &SecretRef) -> Result<Vec<u8>> {
     match r.property.as_deref().filter(|p| !p.is_empty()) {
         None => Ok(value),
-        Some(p) => json::property(&value, &p.replace('.', "\\.")).or_else(|| json::property(&value, p)).ok_or_else(|| ProviderError::not_found(format!("key {p} does not exist in secret {}", r.key))),
+        Some(p) => json::property(&value, &p.replace('.', "\\."))
+            .or_else(|| json::property(&value, p))
+            .ok_or_else(|| {
+                ProviderError::not_found(format!("key {p} does not exist in secret {}", r.key))
+            }),
     }
 }
 
@@ -174,7 +219,10 @@ impl Provider for SecretsManager {
     fn egress(store: &Store<Config>) -> Result<Vec<EgressRule>> {
         let c = &store.config;
         check(c)?;
-        let mut rules = vec![EgressRule::https(format!("secretsmanager.{}.amazonaws.com", c.region))];
+        let mut rules = vec![EgressRule::https(format!(
+            "secretsmanager.{}.amazonaws.com",
+            c.region
+        ))];
         if c.role.is_some() || c.auth.jwt.is_some() {
             rules.push(EgressRule::https(format!("sts.{}.amazonaws.com", c.region)));
         }
@@ -186,19 +234,30 @@ impl Provider for SecretsManager {
     fn validate(store: &Store<Config>) -> Result<Validation> {
         let c = &store.config;
         check(c)?;
-        let mut refs: Vec<(&str, Option<&String>)> = Vec::new();
+        let mut refs: Vec<(&str, Option<&str>)> = Vec::new();
         if let Some(k) = &c.auth.secret_ref {
-            refs.extend([("auth.secretRef.accessKeyIDSecretRef", k.access_key_id.namespace.as_ref()), ("auth.secretRef.secretAccessKeySecretRef", k.secret_access_key.namespace.as_ref())]);
-            refs.extend(k.session_token.as_ref().map(|t| ("auth.secretRef.sessionTokenSecretRef", t.namespace.as_ref())));
-        }
-        refs.extend(c.auth.jwt.as_ref().map(|j| ("auth.jwt.serviceAccountRef", j.service_account_ref.namespace.as_ref())));
-        if store.kind == StoreKind::SecretStore {
-            if let Some((path, _)) = refs.iter().find(|(_, ns)| ns.is_some_and(|ns| Some(ns) != store.namespace.as_ref())) {
-                return Err(ProviderError::invalid_config(format!("{path}.namespace"), "a SecretStore may only reference its own namespace"));
+            refs.push((
+                "auth.secretRef.accessKeyIDSecretRef",
+                k.access_key_id.namespace.as_deref(),
+            ));
+            refs.push((
+                "auth.secretRef.secretAccessKeySecretRef",
+                k.secret_access_key.namespace.as_deref(),
+            ));
+            if let Some(t) = &k.session_token {
+                refs.push((
+                    "auth.secretRef.sessionTokenSecretRef",
+                    t.namespace.as_deref(),
+                ));
             }
-            return Ok(Validation::Ready);
         }
-        Ok(if refs.iter().any(|(_, ns)| ns.is_none()) { Validation::Unknown } else { Validation::Ready })
+        if let Some(j) = &c.auth.jwt {
+            refs.push((
+                "auth.jwt.serviceAccountRef",
+                j.service_account_ref.namespace.as_deref(),
+            ));
+        }
+        store.validate_reference_namespaces(&refs)
     }
 
     fn get_secret(store: &Store<Config>, r: &SecretRef) -> Result<SecretValue> {
@@ -208,23 +267,49 @@ impl Provider for SecretsManager {
         let id = format!("{}{}", c.prefix, r.key);
         if r.metadata_policy == MetadataPolicy::Fetch {
             let out = call(c, &creds, "DescribeSecret", json!({"SecretId": id}))?;
-            let tags: serde_json::Map<String, Value> = out["Tags"].as_array().into_iter().flatten().map(|t| (t["Key"].as_str().unwrap_or_default().to_owned(), t["Value"].clone())).collect();
-            return Ok(SecretValue { value: select(json::to_vec(&tags)?, r)?, version: None });
+            let tags: serde_json::Map<String, Value> = out["Tags"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|t| {
+                    (
+                        t["Key"].as_str().unwrap_or_default().to_owned(),
+                        t["Value"].clone(),
+                    )
+                })
+                .collect();
+            return Ok(SecretValue {
+                value: select(json::to_vec(&tags)?, r)?,
+                version: None,
+            });
         }
         let (value, version) = get_value(c, &creds, &id, r.version.as_deref())?;
-        Ok(SecretValue { value: select(value, r)?, version })
+        Ok(SecretValue {
+            value: select(value, r)?,
+            version,
+        })
     }
 
     fn find_secrets(store: &Store<Config>, find: &FindRequest) -> Result<Vec<SecretEntry>> {
         let c = &store.config;
         check(c)?;
         let creds = credentials(c)?;
-        let re = match find.name_regexp.as_deref().filter(|r| !r.is_empty()) {
-            Some(r) => Some(regex_lite::Regex::new(r).map_err(|e| ProviderError::internal(format!("find.name.regexp is not a valid regular expression: {e}")))?),
-            None => None,
-        };
-        let mut filters: Vec<Value> = find.tags.iter().flat_map(|(k, v)| [json!({"Key": "tag-key", "Values": [k]}), json!({"Key": "tag-value", "Values": [v]})]).collect();
-        filters.extend(find.path.as_ref().map(|p| json!({"Key": "name", "Values": [p]})));
+        let filter = find::Filter::new(find)?;
+        let mut filters: Vec<Value> = find
+            .tags
+            .iter()
+            .flat_map(|(k, v)| {
+                [
+                    json!({"Key": "tag-key", "Values": [k]}),
+                    json!({"Key": "tag-value", "Values": [v]}),
+                ]
+            })
+            .collect();
+        filters.extend(
+            find.path
+                .as_ref()
+                .map(|p| json!({"Key": "name", "Values": [p]})),
+        );
         let (mut entries, mut next) = (Vec::new(), None::<String>);
         loop {
             let mut body = json!({"Filters": filters});
@@ -234,9 +319,19 @@ impl Provider for SecretsManager {
             let page = call(c, &creds, "ListSecrets", body)?;
             for s in page["SecretList"].as_array().into_iter().flatten() {
                 let name = s["Name"].as_str().unwrap_or_default();
-                let has = |(k, v): &(String, String)| s["Tags"].as_array().into_iter().flatten().any(|t| t["Key"] == k.as_str() && t["Value"] == v.as_str());
-                if find.tags.iter().all(has) && find.path.as_ref().is_none_or(|p| name.starts_with(p.as_str())) && re.as_ref().is_none_or(|re| re.is_match(name)) {
-                    entries.push(SecretEntry { key: name.to_owned(), value: get_value(c, &creds, name, None)?.0 });
+                let tags = s["Tags"].as_array().into_iter().flatten();
+                let tags = tags.map(|t| {
+                    (
+                        t["Key"].as_str().unwrap_or_default(),
+                        t["Value"].as_str().unwrap_or_default(),
+                    )
+                });
+                // AWS's tag filters match prefixes: check exactly here.
+                if filter.matches(name, tags) {
+                    entries.push(SecretEntry {
+                        key: name.to_owned(),
+                        value: get_value(c, &creds, name, None)?.0,
+                    });
                 }
             }
             match page["NextToken"].as_str().filter(|t| !t.is_empty()) {

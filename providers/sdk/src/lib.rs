@@ -77,6 +77,7 @@ pub mod aws;
 pub mod config;
 pub mod credentials;
 pub mod error;
+pub mod find;
 pub mod form;
 pub mod http;
 pub mod json;
@@ -125,6 +126,27 @@ impl<C: serde::de::DeserializeOwned> Store<C> {
             namespace: store.namespace.clone(),
             provider_key: store.provider_key.clone(),
         })
+    }
+}
+
+impl<C> Store<C> {
+    /// ESO's validation of credential references, without a remote call. `refs`
+    /// are (config path, namespace as written) of every reference in the spec.
+    /// A SecretStore may reference only its own namespace (else
+    /// `invalid-config` at `<path>.namespace`); a ClusterSecretStore with a
+    /// reference naming no namespace resolves it per consumer: `unknown`.
+    pub fn validate_reference_namespaces(&self, refs: &[(&str, Option<&str>)]) -> Result<Validation> {
+        if self.kind == StoreKind::SecretStore {
+            let own = self.namespace.as_deref().unwrap_or_default();
+            if let Some((path, ns)) = refs.iter().find(|(_, ns)| ns.is_some_and(|ns| ns != own)) {
+                return Err(ProviderError::invalid_config(
+                    format!("{path}.namespace"),
+                    format!("a SecretStore may only reference its own namespace {own:?}, not {:?}", ns.unwrap_or_default()),
+                ));
+            }
+            return Ok(Validation::Ready);
+        }
+        Ok(if refs.iter().any(|(_, ns)| ns.is_none()) { Validation::Unknown } else { Validation::Ready })
     }
 }
 
@@ -298,6 +320,20 @@ mod tests {
         }
         let ok = Store::<Cfg>::from_wit(&StoreConfig { config_json: r#"{"url":"https://x"}"#.into(), ..wit }).unwrap();
         assert_eq!((ok.config.url.as_str(), ok.kind, ok.namespace), ("https://x", StoreKind::ClusterSecretStore, None));
+    }
+
+    #[test]
+    fn reference_namespaces() {
+        let store = |kind, ns: Option<&str>| Store { config: (), kind, name: "s".into(), namespace: ns.map(Into::into), provider_key: "k".into() };
+        let ss = store(StoreKind::SecretStore, Some("a"));
+        assert_eq!(ss.validate_reference_namespaces(&[("auth.x", None), ("auth.y", Some("a"))]).unwrap(), Validation::Ready);
+        match ss.validate_reference_namespaces(&[("auth.y", Some("b"))]).unwrap_err() {
+            ProviderError::InvalidConfig(c) => assert_eq!(c.field, "auth.y.namespace"),
+            other => panic!("{other:?}"),
+        }
+        let css = store(StoreKind::ClusterSecretStore, None);
+        assert_eq!(css.validate_reference_namespaces(&[("auth.x", None)]).unwrap(), Validation::Unknown);
+        assert_eq!(css.validate_reference_namespaces(&[("auth.x", Some("b"))]).unwrap(), Validation::Ready);
     }
 
     #[test]

@@ -37,12 +37,20 @@ pub struct Credentials {
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials").field("access_key_id", &self.access_key_id).finish_non_exhaustive()
+        f.debug_struct("Credentials")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
     }
 }
 
 /// Adds `x-amz-date`, `x-amz-security-token` (if any) and `authorization` to `req`.
-pub fn sign(req: Request, creds: &Credentials, region: &str, service: &str, now: SystemTime) -> Result<Request> {
+pub fn sign(
+    req: Request,
+    creds: &Credentials,
+    region: &str,
+    service: &str,
+    now: SystemTime,
+) -> Result<Request> {
     let target = Target::parse(req.url())?;
     let amz_date = amz_date(now);
     let mut req = req.header("x-amz-date", amz_date.clone());
@@ -50,29 +58,45 @@ pub fn sign(req: Request, creds: &Credentials, region: &str, service: &str, now:
         req = req.header("x-amz-security-token", token.clone());
     }
     let host = match target.port {
-        Some(p) if !(target.scheme == "https" && p == 443 || target.scheme == "http" && p == 80) => format!("{}:{p}", target.host),
+        Some(p)
+            if !(target.scheme == "https" && p == 443 || target.scheme == "http" && p == 80) =>
+        {
+            format!("{}:{p}", target.host)
+        }
         _ => target.host.clone(),
     };
     let mut headers: Vec<(String, String)> = vec![("host".into(), host)];
     for (name, value) in req.headers() {
         if name != "content-length" && name != "host" {
-            headers.push((name.clone(), value.split_whitespace().collect::<Vec<_>>().join(" ")));
+            headers.push((
+                name.clone(),
+                value.split_whitespace().collect::<Vec<_>>().join(" "),
+            ));
         }
     }
     headers.sort();
     let signed: Vec<&str> = headers.iter().map(|(n, _)| n.as_str()).collect();
     let signed = signed.join(";");
-    let (path, query) = target.path_and_query.split_once('?').unwrap_or((&target.path_and_query, ""));
+    let (path, query) = target
+        .path_and_query
+        .split_once('?')
+        .unwrap_or((&target.path_and_query, ""));
     let canonical = format!(
         "{}\n{}\n{}\n{}\n{signed}\n{}",
         req.method().as_str(),
         canonical_path(path),
         canonical_query(query),
-        headers.iter().map(|(n, v)| format!("{n}:{v}\n")).collect::<String>(),
+        headers
+            .iter()
+            .map(|(n, v)| format!("{n}:{v}\n"))
+            .collect::<String>(),
         hex(&Sha256::digest(req.body_bytes())),
     );
     let scope = format!("{}/{region}/{service}/aws4_request", &amz_date[..8]);
-    let to_sign = format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}", hex(&Sha256::digest(canonical.as_bytes())));
+    let to_sign = format!(
+        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
+        hex(&Sha256::digest(canonical.as_bytes()))
+    );
     let mut key = format!("AWS4{}", creds.secret_access_key).into_bytes();
     for part in [&amz_date[..8], region, service, "aws4_request"] {
         key = hmac(&key, part.as_bytes())?;
@@ -80,12 +104,16 @@ pub fn sign(req: Request, creds: &Credentials, region: &str, service: &str, now:
     let signature = hex(&hmac(&key, to_sign.as_bytes())?);
     Ok(req.header(
         "authorization",
-        format!("AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed}, Signature={signature}", creds.access_key_id),
+        format!(
+            "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed}, Signature={signature}",
+            creds.access_key_id
+        ),
     ))
 }
 
 fn hmac(key: &[u8], data: &[u8]) -> Result<Vec<u8>> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).map_err(|_| ProviderError::internal("HMAC key rejected"))?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(key)
+        .map_err(|_| ProviderError::internal("HMAC key rejected"))?;
     mac.update(data);
     Ok(mac.finalize().into_bytes().to_vec())
 }
@@ -95,19 +123,32 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn canonical_path(path: &str) -> String {
-    path.split('/').map(crate::form::escape).collect::<Vec<_>>().join("/")
+    path.split('/')
+        .map(crate::form::escape)
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 fn canonical_query(query: &str) -> String {
-    let mut pairs: Vec<(&str, &str)> =
-        query.split('&').filter(|p| !p.is_empty()).map(|p| p.split_once('=').unwrap_or((p, ""))).collect();
+    let mut pairs: Vec<(&str, &str)> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
+        .collect();
     pairs.sort();
-    pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&")
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// `YYYYMMDDTHHMMSSZ` (UTC).
 pub fn amz_date(now: SystemTime) -> String {
-    let secs = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
     // Civil date from days since 1970-01-01 (proleptic Gregorian).
     let z = days + 719_468;
@@ -119,7 +160,12 @@ pub fn amz_date(now: SystemTime) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 #[cfg(test)]
@@ -129,14 +175,24 @@ mod tests {
     use super::*;
 
     fn header<'a>(req: &'a Request, name: &str) -> &'a str {
-        req.headers().iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str()).unwrap()
+        req.headers()
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap()
     }
 
     #[test]
     fn dates() {
         assert_eq!(amz_date(UNIX_EPOCH), "19700101T000000Z");
-        assert_eq!(amz_date(UNIX_EPOCH + Duration::from_secs(1_440_938_160)), "20150830T123600Z");
-        assert_eq!(amz_date(UNIX_EPOCH + Duration::from_secs(951_782_400)), "20000229T000000Z");
+        assert_eq!(
+            amz_date(UNIX_EPOCH + Duration::from_secs(1_440_938_160)),
+            "20150830T123600Z"
+        );
+        assert_eq!(
+            amz_date(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "20000229T000000Z"
+        );
     }
 
     /// The worked example of AWS's SigV4 documentation (IAM ListUsers).
@@ -150,8 +206,18 @@ mod tests {
         let req = Request::get("https://iam.amazonaws.com/")
             .query("Action", "ListUsers")
             .query("Version", "2010-05-08")
-            .header("content-type", "application/x-www-form-urlencoded; charset=utf-8");
-        let signed = sign(req, &creds, "us-east-1", "iam", UNIX_EPOCH + Duration::from_secs(1_440_938_160)).unwrap();
+            .header(
+                "content-type",
+                "application/x-www-form-urlencoded; charset=utf-8",
+            );
+        let signed = sign(
+            req,
+            &creds,
+            "us-east-1",
+            "iam",
+            UNIX_EPOCH + Duration::from_secs(1_440_938_160),
+        )
+        .unwrap();
         assert_eq!(header(&signed, "x-amz-date"), "20150830T123600Z");
         assert_eq!(
             header(&signed, "authorization"),
@@ -163,10 +229,24 @@ mod tests {
 
     #[test]
     fn session_token_is_signed_and_debug_hides_the_secret() {
-        let creds = Credentials { access_key_id: "ASIA".into(), secret_access_key: "s3cr3t".into(), session_token: Some("tok".into()) };
-        let signed = sign(Request::post("https://sts.us-east-1.amazonaws.com/").form(&[("a", "b")]), &creds, "us-east-1", "sts", UNIX_EPOCH).unwrap();
+        let creds = Credentials {
+            access_key_id: "ASIA".into(),
+            secret_access_key: "s3cr3t".into(),
+            session_token: Some("tok".into()),
+        };
+        let signed = sign(
+            Request::post("https://sts.us-east-1.amazonaws.com/").form(&[("a", "b")]),
+            &creds,
+            "us-east-1",
+            "sts",
+            UNIX_EPOCH,
+        )
+        .unwrap();
         assert_eq!(header(&signed, "x-amz-security-token"), "tok");
-        assert!(header(&signed, "authorization").contains("SignedHeaders=content-type;host;x-amz-date;x-amz-security-token,"));
+        assert!(
+            header(&signed, "authorization")
+                .contains("SignedHeaders=content-type;host;x-amz-date;x-amz-security-token,")
+        );
         assert!(!format!("{creds:?}").contains("s3cr3t"));
         assert_eq!(canonical_path("/a b/c"), "/a%20b/c");
         assert_eq!(canonical_query("b=2&a=1&a=0"), "a=0&a=1&b=2");

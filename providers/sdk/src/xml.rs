@@ -13,7 +13,9 @@ pub fn text(xml: &str, name: &str) -> Option<String> {
     loop {
         let start = rest.find('<')?;
         rest = &rest[start + 1..];
-        let Some(after) = rest.strip_prefix(name) else { continue };
+        let Some(after) = rest.strip_prefix(name) else {
+            continue;
+        };
         match after.chars().next()? {
             '>' => rest = &after[1..],
             c if c.is_whitespace() => rest = &after[after.find('>')? + 1..],
@@ -82,16 +84,28 @@ mod tests {
     fn first_element_text() {
         assert_eq!(text(STS, "AccessKeyId").as_deref(), Some("ASIAEXAMPLE"));
         assert_eq!(text(STS, "SessionToken").as_deref(), Some("FQo&Gx/y="));
-        assert_eq!(text(STS, "Credentials").map(|c| c.contains("ASIAEXAMPLE")), Some(true));
+        assert_eq!(
+            text(STS, "Credentials").map(|c| c.contains("ASIAEXAMPLE")),
+            Some(true)
+        );
         // A longer name sharing the prefix is not a match.
-        assert_eq!(text("<Codes>x</Codes><Code a=\"1\">y</Code>", "Code").as_deref(), Some("y"));
+        assert_eq!(
+            text("<Codes>x</Codes><Code a=\"1\">y</Code>", "Code").as_deref(),
+            Some("y")
+        );
         assert_eq!(text(STS, "Missing"), None);
         assert_eq!(text("<Code>unclosed", "Code"), None);
     }
 
     #[test]
     fn entities() {
-        assert_eq!(unescape("a &lt;b&gt; &quot;c&quot; &apos;d&apos; &#65;&#x42;"), "a <b> \"c\" 'd' AB");
-        assert_eq!(unescape("fish & chips &bogus; &#xZZ;"), "fish & chips &bogus; &#xZZ;");
+        assert_eq!(
+            unescape("a &lt;b&gt; &quot;c&quot; &apos;d&apos; &#65;&#x42;"),
+            "a <b> \"c\" 'd' AB"
+        );
+        assert_eq!(
+            unescape("fish & chips &bogus; &#xZZ;"),
+            "fish & chips &bogus; &#xZZ;"
+        );
     }
 }
