@@ -251,6 +251,25 @@ async fn only_the_leader_writes_and_handover_is_prompt() {
     b.wait_started().await;
     create_es(&admin, &ns, "es1").await;
     wait_secret(&admin, &ns, "es1", &value, Duration::from_secs(30)).await;
+    // An error path that echoes the value: the template's own `fail`.
+    let es_api: Api<v1::ExternalSecret> = Api::namespaced(admin.clone(), &ns);
+    apply(&es_api, "leaky", json!({
+        "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret", "metadata": {"name": "leaky", "namespace": ns},
+        "spec": {"refreshInterval": "1h", "secretStoreRef": {"name": "fake"}, "target": {"template": {"data": {"x": "{{ fail .password }}"}}},
+                 "data": [{"secretKey": "password", "remoteRef": {"key": "db"}}]},
+    }))
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let message = loop {
+        let status = es_api.get("leaky").await.unwrap().status.unwrap_or_default();
+        if let Some(c) = status.conditions.iter().find(|c| c.type_ == "Ready" && c.status == "False") {
+            break c.message.clone().unwrap_or_default();
+        }
+        assert!(Instant::now() < deadline, "no failure condition for the leaky template");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!("leader: template echoing the value fails with: {message}");
+    assert!(message.contains("fail") && message.contains("[redacted]") && !message.contains(&value), "{message}");
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // SIGKILL the leader: b takes over within the lease duration (+ renew interval and sync time).
@@ -333,6 +352,10 @@ async fn only_the_leader_writes_and_handover_is_prompt() {
         scanned += text.len();
         assert!(!text.contains(&value), "{} carries the secret value", path.display());
     }
+    let events = Api::<k8s_openapi::api::core::v1::Event>::namespaced(admin.clone(), &ns).list(&Default::default()).await.unwrap();
+    let statuses = es_api.list(&Default::default()).await.unwrap();
+    let published = format!("{:?}{:?}", events.items.iter().map(|e| &e.message).collect::<Vec<_>>(), statuses.items.iter().map(|e| &e.status).collect::<Vec<_>>());
+    assert!(published.contains("[redacted]") && !published.contains(&value), "events and conditions must not carry the value: {published}");
     let all = format!("{}{}", b.logs(), std::fs::read_to_string(dir.join("a.stderr")).unwrap());
     assert!(all.contains("acquired the lease") && all.contains("store condition"), "the logs are not what the scan expects");
     eprintln!("leader: scanned {scanned} bytes of replica output, no secret value");

@@ -239,7 +239,7 @@ async fn sync(es: &ExternalSecret, ctx: &Context, ns: &str) -> Result<(Ready, Ac
     ctx.metrics.fetch_cache_bytes.set(ctx.scheduler.cached_bytes() as i64);
 
     let provider_data = lockstep_sync::resolve(spec, &plan, &results, &ctx.renderer)
-        .map_err(|e| failed("SecretSyncedError", format!("could not process provider data: {e}"), None))?;
+        .map_err(|e| failed("SecretSyncedError", redact(format!("could not process provider data: {e}"), fetched_values(&results)), None))?;
     for missing in &provider_data.missing {
         let key = missing.remote_key.as_deref().map(|k| format!(" (key={k})")).unwrap_or_default();
         ctx.event(es, EventType::Normal, "MissingProviderSecret", format!("secret does not exist at provider using {}{key}", missing.source)).await;
@@ -310,7 +310,14 @@ async fn sync(es: &ExternalSecret, ctx: &Context, ns: &str) -> Result<(Ready, Ac
         syntax: Default::default(),
     };
     let desired = lockstep_sync::desired_secret(&source, &provider_data.data, &objects, foreign_data.as_ref(), &ctx.renderer)
-        .map_err(|e| failed("SecretSyncedError", format!("could not build the secret: {e}"), None))?;
+        .map_err(|e| {
+            // A template may echo a value into its error (`{{ fail .password }}`).
+            let values = fetched_values(&results)
+                .chain(provider_data.data.values().map(Vec::as_slice))
+                .chain(objects.secrets.values().flat_map(|m| m.values().map(Vec::as_slice)))
+                .chain(foreign_data.iter().flat_map(|m| m.values().map(Vec::as_slice)));
+            failed("SecretSyncedError", redact(format!("could not build the secret: {e}"), values), None)
+        })?;
 
     let done = |reason: &str, message: &str| {
         Ok((Ready::ok(reason, message), requeue(next_refresh), Some(Synced { refresh_time: started, target: target_name.clone() })))
@@ -380,6 +387,33 @@ async fn delete_orphan(es: &ExternalSecret, ctx: &Context, secrets: &Api<Secret>
         ctx.event(es, EventType::Normal, "Deleted", format!("secret {previous} deleted because it was orphaned (target.name changed)")).await;
     }
     Ok(())
+}
+
+/// Every value a provider answered.
+fn fetched_values(results: &[FetchResult]) -> impl Iterator<Item = &[u8]> {
+    results.iter().flat_map(|r| match r {
+        FetchResult::Value(v) => vec![v.as_slice()],
+        FetchResult::Map(m) => m.values().map(Vec::as_slice).collect(),
+        FetchResult::NotFound => Vec::new(),
+    })
+}
+
+/// Values shorter than this are not masked: they cannot be told apart from ordinary
+/// words of an error message, and masking them would garble it.
+const REDACT_MIN_LEN: usize = 4;
+
+/// `message` with every occurrence of a secret value replaced, so an error that echoes
+/// one never reaches a condition, an event or a log.
+fn redact<'a>(mut message: String, values: impl Iterator<Item = &'a [u8]>) -> String {
+    let mut values: Vec<&str> = values.filter(|v| v.len() >= REDACT_MIN_LEN).filter_map(|v| std::str::from_utf8(v).ok()).collect();
+    // Longest first, so a value containing another is masked whole.
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    for v in values {
+        if message.contains(v) {
+            message = message.replace(v, "[redacted]");
+        }
+    }
+    message
 }
 
 fn current_ready(status: &ExternalSecretStatus) -> Option<Ready> {
@@ -610,4 +644,16 @@ where
     let patch = json!({"metadata": {"finalizers": kept, "resourceVersion": obj.meta().resource_version}});
     api.patch(&obj.meta().name.clone().unwrap_or_default(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
     Ok(())
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_masks_every_echoed_value_longest_first() {
+        let values: [&[u8]; 4] = [b"s3cr3t", b"s3cr3t-and-more", b"pw", b"\xff\xfe binary"];
+        let message = "error calling fail: s3cr3t-and-more, then s3cr3t; pw stays".to_owned();
+        let out = redact(message, values.into_iter());
+        assert_eq!(out, "error calling fail: [redacted], then [redacted]; pw stays");
+    }
 }
