@@ -96,6 +96,14 @@ fn static_store(secret: &str) -> Value {
     })
 }
 
+/// An IAM user allowed to read, its key in Secret `aws-creds` and a static-key SecretStore `aws`.
+async fn reader_store(client: &Client, aws: &Aws, ns: &str) -> AccessKey {
+    let key = aws.user(&format!("{ns}-reader"), READ).await.expect("IAM user");
+    credentials_secret(client, ns, "aws-creds", &key, &key.secret_access_key).await;
+    apply_store(client, ns, "aws", static_store("aws-creds")).await;
+    key
+}
+
 async fn apply_es(client: &Client, ns: &str, name: &str, spec: Value) -> Api<v1::ExternalSecret> {
     let es = json!({"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret", "metadata": {"name": name, "namespace": ns}, "spec": spec});
     let api: Api<v1::ExternalSecret> = Api::namespaced(client.clone(), ns);
@@ -129,14 +137,12 @@ async fn wait_secret(client: &Client, ns: &str, name: &str) -> std::collections:
 async fn static_credentials_sync_and_a_wrong_key_is_refused() {
     let (_serial, client, ns) = scenario("aws-static").await;
     let aws = aws().await;
-    let key = aws.user(&format!("{ns}-reader"), READ).await.expect("IAM user");
+    let key = reader_store(&client, aws, &ns).await;
     let remote = format!("{ns}/db");
     aws.call("secretsmanager", "CreateSecret", json!({"Name": remote, "SecretString": json!({"username": "app", "password": "st4tic-Pw"}).to_string()}))
         .await
         .expect("CreateSecret");
 
-    credentials_secret(&client, &ns, "aws-good", &key, &key.secret_access_key).await;
-    apply_store(&client, &ns, "aws", static_store("aws-good")).await;
     let es = apply_es(&client, &ns, "db", json!({
         "refreshInterval": "1h", "secretStoreRef": {"name": "aws", "kind": "SecretStore"},
         "data": [{"secretKey": "password", "remoteRef": {"key": remote, "property": "password"}},
@@ -211,15 +217,13 @@ async fn web_identity_works_and_another_service_account_is_refused() {
 async fn find_by_tags_returns_exactly_the_tagged_secrets() {
     let (_serial, client, ns) = scenario("aws-find").await;
     let aws = aws().await;
-    let key = aws.user(&format!("{ns}-reader"), READ).await.expect("IAM user");
+    reader_store(&client, aws, &ns).await;
     let tagged = |name: &str, team: &str, env: &str| {
         json!({"Name": format!("{ns}-{name}"), "SecretString": format!("value-{name}"), "Tags": [{"Key": "team", "Value": team}, {"Key": "env", "Value": env}]})
     };
     for params in [tagged("a", &ns, "prod"), tagged("b", &ns, "prod"), tagged("c", &ns, "production"), tagged("d", &ns, "dev"), tagged("e", "other", "prod")] {
         aws.call("secretsmanager", "CreateSecret", params).await.expect("CreateSecret");
     }
-    credentials_secret(&client, &ns, "aws-creds", &key, &key.secret_access_key).await;
-    apply_store(&client, &ns, "aws", static_store("aws-creds")).await;
     let es = apply_es(&client, &ns, "found", json!({
         "refreshInterval": "1h", "secretStoreRef": {"name": "aws", "kind": "SecretStore"},
         "dataFrom": [{"find": {"tags": {"team": ns, "env": "prod"}}}],
@@ -242,11 +246,9 @@ async fn find_by_tags_returns_exactly_the_tagged_secrets() {
 async fn not_found_follows_deletion_policy() {
     let (_serial, client, ns) = scenario("aws-gone").await;
     let aws = aws().await;
-    let key = aws.user(&format!("{ns}-reader"), READ).await.expect("IAM user");
+    reader_store(&client, aws, &ns).await;
     let remote = format!("{ns}/soon-gone");
     aws.call("secretsmanager", "CreateSecret", json!({"Name": remote, "SecretString": "g0ne-Soon"})).await.expect("CreateSecret");
-    credentials_secret(&client, &ns, "aws-creds", &key, &key.secret_access_key).await;
-    apply_store(&client, &ns, "aws", static_store("aws-creds")).await;
     for (name, policy) in [("retained", "Retain"), ("deleted", "Delete")] {
         apply_es(&client, &ns, name, json!({
             "refreshInterval": "2s", "secretStoreRef": {"name": "aws", "kind": "SecretStore"},
@@ -282,11 +284,9 @@ async fn not_found_follows_deletion_policy() {
 async fn throttling_honours_retry_after() {
     let (_serial, client, ns) = scenario("aws-throttle").await;
     let aws = aws().await;
-    let key = aws.user(&format!("{ns}-reader"), READ).await.expect("IAM user");
+    reader_store(&client, aws, &ns).await;
     let remote = format!("{ns}/busy");
     aws.call("secretsmanager", "CreateSecret", json!({"Name": remote, "SecretString": "thr0ttled-Pw"})).await.expect("CreateSecret");
-    credentials_secret(&client, &ns, "aws-creds", &key, &key.secret_access_key).await;
-    apply_store(&client, &ns, "aws", static_store("aws-creds")).await;
     let retry_after = 3;
     aws.throttle(Throttle { action: "secretsmanager.GetSecretValue".into(), secret_id: Some(remote.clone()), status: 429, retry_after: Some(retry_after), count: 1 });
     let es = apply_es(&client, &ns, "busy", json!({

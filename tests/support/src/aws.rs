@@ -235,25 +235,8 @@ fn init(issuer_ca_pem: Option<String>) -> Result<Aws, String> {
     if !venv().join(".complete").exists() {
         return Err(Error::ToolsMissing(python).to_string() + " (moto: tests/support/moto/install.sh)");
     }
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name("lockstep-aws".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    let _ = tx.send(Err(e.to_string()));
-                    return;
-                }
-            };
-            rt.block_on(async move {
-                // moto is tied to this thread, which never exits.
-                let _ = tx.send(start(issuer_ca_pem).await.map_err(|e| e.to_string()));
-                std::future::pending::<()>().await
-            })
-        })
-        .map_err(|e| e.to_string())?;
-    rx.recv().map_err(|e| e.to_string())?
+    // moto is tied to this thread, which never exits.
+    crate::env::on_lasting_thread("lockstep-aws", move || async move { start(issuer_ca_pem).await.map_err(|e| e.to_string()) })
 }
 
 async fn start(issuer_ca_pem: Option<String>) -> Result<Aws, Error> {

@@ -250,9 +250,24 @@ fn init() -> Result<TestEnv, String> {
     let root = crate::cluster::default_state_root();
     state::sweep(&root);
     let dir = root.join(format!("run-{}", std::process::id()));
+    let state = on_lasting_thread("lockstep-testenv", move || async move {
+        let r = state::start(&dir, Lifetime::TiedToParent, None).await;
+        r.map_err(|e| format!("{e} (logs in {})", dir.join("logs").display()))
+    })?;
+    Ok(TestEnv { state })
+}
+
+/// Runs `start` on a new thread with its own runtime, which then lives as long
+/// as the process: children spawned there are tied to it, servers keep
+/// serving. Returns what `start` returned.
+pub(crate) fn on_lasting_thread<T, F>(name: &str, start: impl FnOnce() -> F + Send + 'static) -> Result<T, String>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = Result<T, String>>,
+{
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
-        .name("lockstep-testenv".into())
+        .name(name.into())
         .spawn(move || {
             let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
                 Ok(rt) => rt,
@@ -262,15 +277,12 @@ fn init() -> Result<TestEnv, String> {
                 }
             };
             rt.block_on(async move {
-                // Runs on this thread, which never exits: children are tied to it.
-                let r = state::start(&dir, Lifetime::TiedToParent, None).await;
-                let _ = tx.send(r.map_err(|e| format!("{e} (logs in {})", dir.join("logs").display())));
+                let _ = tx.send(start().await);
                 std::future::pending::<()>().await
             })
         })
         .map_err(|e| e.to_string())?;
-    let state = rx.recv().map_err(|e| e.to_string())??;
-    Ok(TestEnv { state })
+    rx.recv().map_err(|e| e.to_string())?
 }
 
 /// Drives the fake Entra ID through the admin API.
