@@ -32,18 +32,43 @@ use common::{Engine, Identity, component, namespace, ready_of, suffix, wait_for}
 const ID: Identity = Identity { namespace: "lockstep-lifecycle-system", service_account: "lockstep-lifecycle", tag: "lifecycle" };
 
 static ENGINE: tokio::sync::OnceCell<Engine> = tokio::sync::OnceCell::const_new();
+/// Where both in-process engines of this binary log (see `capture_logs`).
+static ENGINE_LOG: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
 
 async fn engine() -> &'static Engine {
     ENGINE
-        .get_or_init(|| async move {
+        .get_or_init(|| async {
             let env = TestEnv::shared().await;
             let plugins = vec![
                 ("fake".into(), component("lockstep_provider_fake")),
                 ("probe".into(), component("lockstep_provider_probe")),
             ];
-            common::start(common::config(env, &ID, plugins).await).await
+            let config = common::config(env, &ID, plugins).await;
+            capture_logs(&config.compile_cache_dir.parent().unwrap().join("engine.log"));
+            common::start(config).await
         })
         .await
+}
+
+/// Installs the global log subscriber before the engine does (its own `try_init` then
+/// keeps this one): JSON lines to a file, the engine's crates at debug, so each scenario
+/// can scan everything the engines logged for its secret values.
+fn capture_logs(path: &std::path::Path) {
+    let file = std::fs::File::create(path).expect("engine log");
+    let filter = tracing_subscriber::EnvFilter::new("info,lockstep_controller=debug,lockstep_plugin_host=debug,lockstep_credentials=debug,kube=warn");
+    tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::sync::Mutex::new(file)).try_init().expect("the first log subscriber");
+    ENGINE_LOG.set(path.to_owned()).expect("logs captured once");
+}
+
+/// No value of `values` in anything the engines logged so far.
+fn assert_not_logged(values: &[&str]) {
+    let path = ENGINE_LOG.get().expect("engine started");
+    let text = std::fs::read_to_string(path).expect("engine log");
+    assert!(text.contains("controllers starting"), "the engine log at {} is not the engine's", path.display());
+    for v in values {
+        assert!(!text.contains(v), "the engine logged a secret value ({})", path.display());
+    }
+    eprintln!("log scan: {} bytes of engine logs, none of {} secret value(s)", text.len(), values.len());
 }
 
 async fn admin() -> Client {
@@ -206,6 +231,7 @@ async fn refresh_policies_force_sync_immutable_and_interval_zero() {
         .unwrap();
     let took = wait_value(&secrets, "forced", "value", &v(3), Duration::from_secs(10)).await;
     eprintln!("refresh: force-sync fetched the new value in {took:?}");
+    assert_not_logged(&[&v(1), &v(2), &v(3)]);
     Api::<Namespace>::all(client).delete(&ns, &DeleteParams::default()).await.ok();
 }
 
@@ -257,6 +283,7 @@ async fn target_rename_removes_only_the_owned_old_secret() {
     wait_value(&secrets, "o2", "v", "rename-value", Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(exists("o1").await, "creationPolicy Orphan leaves the old Secret");
+    assert_not_logged(&["rename-value"]);
     Api::<Namespace>::all(client).delete(&ns, &DeleteParams::default()).await.ok();
 }
 
@@ -385,6 +412,7 @@ async fn cluster_external_secret_ownership_status_and_finalizers() {
         ns_api.delete(ns, &DeleteParams::default()).await.ok();
     }
     wait_for("namespace d (had ESO's finalizer) deleted", Duration::from_secs(60), || async move { ns_api.get_opt(&d).await.ok()?.is_none().then_some(()) }).await;
+    assert_not_logged(&["ces-value"]);
     Api::<v1::ClusterSecretStore>::all(client).delete(&store, &DeleteParams::default()).await.ok();
 }
 
@@ -426,6 +454,7 @@ async fn credential_refusals_have_a_precise_reason() {
         assert!(!r.2.contains("refuse-T0ken-value"));
         assert!(Api::<Secret>::namespaced(client.clone(), &ns).get_opt(s).await.unwrap().is_none());
     }
+    assert_not_logged(&["refuse-T0ken-value"]);
     for n in [&ns, &other] {
         Api::<Namespace>::all(client.clone()).delete(n, &DeleteParams::default()).await.ok();
     }
@@ -525,6 +554,7 @@ async fn namespace_mode_works_with_a_role() {
     assert!(refused.is_empty(), "the --namespace engine was refused: {refused:#?}");
     let outside: Vec<_> = requests.iter().filter(|r| r.namespace.as_deref().is_some_and(|n| n != watched && n != NS_MODE_ID.namespace)).collect();
     assert!(outside.is_empty(), "the --namespace engine reached other namespaces: {outside:#?}");
+    assert_not_logged(&["nsmode-value"]);
     for ns in [&watched, &other] {
         Api::<Namespace>::all(client.clone()).delete(ns, &DeleteParams::default()).await.ok();
     }
@@ -722,6 +752,7 @@ async fn engine_requests_match_the_cluster_role() {
     });
     eprintln!("audit: {} requests by {user}; verbs used: {per_resource:?}", requests.len());
     assert!(unused.is_empty(), "grants in rbac/clusterrole.yaml the engine never used (drop them or say where they are used): {unused:?}");
+    assert_not_logged(&["audit-value", "audit-value-2"]);
     ns_api.delete(&ns, &DeleteParams::default()).await.ok();
     Api::<v1::ClusterSecretStore>::all(client).delete(&css, &DeleteParams::default()).await.ok();
 }
