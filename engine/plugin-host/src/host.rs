@@ -132,6 +132,9 @@ struct Inner {
     config: HostConfig,
     plugins: RwLock<HashMap<String, Arc<LoadedPlugin>>>,
     idle: Mutex<HashMap<PoolKey, Vec<Live>>>,
+    /// One call at a time per unit, so its calls share one instance and what it
+    /// caches (an access token): concurrent calls would each start a cold instance.
+    turns: Mutex<HashMap<PoolKey, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// The plugin host of one process. Cheap to clone.
@@ -179,6 +182,7 @@ impl PluginHost {
                 config,
                 plugins: RwLock::default(),
                 idle: Mutex::default(),
+                turns: Mutex::default(),
             }),
         })
     }
@@ -350,8 +354,8 @@ fn declarations(md: &wit::PluginMetadata) -> Result<PluginDeclarations, String> 
 }
 
 /// A store bound to its plugin: the engine's handle for calls. Calls of one
-/// isolation unit may reuse an instance; a trap, a deadline, a cancelled call
-/// or a bounded age retires it.
+/// isolation unit run one at a time and reuse its instance; a trap, a
+/// deadline, a cancelled call or a bounded age retires it.
 pub struct BoundStore {
     host: PluginHost,
     plugin: Arc<LoadedPlugin>,
@@ -443,6 +447,18 @@ impl BoundStore {
         Ok(Live { store, plugin, created: Instant::now() })
     }
 
+    /// This unit's turn lock. Locks nobody holds or awaits carry no state and are
+    /// dropped when a new unit's lock is made, so the map follows the active units.
+    fn turn(&self) -> Arc<tokio::sync::Mutex<()>> {
+        let mut turns = self.host.inner.turns.lock().expect("turns lock");
+        let key = self.key();
+        if let Some(t) = turns.get(&key) {
+            return t.clone();
+        }
+        turns.retain(|_, t| Arc::strong_count(t) > 1);
+        turns.entry(key).or_default().clone()
+    }
+
     fn release(&self, live: Live) {
         let inner = &self.host.inner;
         if live.created.elapsed() >= inner.config.recycle.max_age {
@@ -456,10 +472,12 @@ impl BoundStore {
         }
     }
 
-    /// Runs one export on an instance of this unit. The instance goes back to
-    /// the unit only after a normal return; if this future is dropped, the
-    /// instance is dropped with it.
+    /// Runs one export on an instance of this unit, after the unit's earlier
+    /// calls. The instance goes back to the unit only after a normal return; if
+    /// this future is dropped, the instance is dropped with it.
     async fn run(&self, op: Op<'_>) -> Result<Answer, ProviderError> {
+        let turn = self.turn();
+        let _turn = turn.lock().await;
         let mut live = self.checkout().await?;
         let deadline = self.host.inner.config.limits.deadline;
         let cfg = &self.store_config;
