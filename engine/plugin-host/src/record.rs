@@ -1,8 +1,10 @@
 //! Record/replay of outbound HTTP (`--record FILE` / `--replay FILE`).
 //!
 //! Recordings never hold credentials: Authorization-like and signing headers,
-//! OAuth client secrets and assertions in form bodies, and token fields in
-//! JSON bodies are replaced by `<redacted>` before anything is kept. Files are
+//! credential fields of form bodies (OAuth client secrets and assertions, and
+//! any field named like a token, secret or password), token fields in JSON
+//! bodies and credential-named elements of XML bodies (e.g. temporary keys an
+//! STS-style service returns) are replaced by `<redacted>` before anything is kept. Files are
 //! written with mode 0600. Replay matches method + URL + request body, with
 //! redacted fields ignored (both sides are compared redacted).
 
@@ -101,14 +103,40 @@ pub(crate) fn redact_headers(headers: &http::HeaderMap) -> Vec<(String, String)>
         .collect()
 }
 
+/// A form field or XML element whose name says it holds a credential (any case).
+fn is_credential_name(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    SECRET_FORM_FIELDS.contains(&n.as_str()) || n.ends_with("token") || n.contains("secret") || n.contains("password")
+}
+
 fn redact_form(body: &str) -> String {
     body.split('&')
         .map(|pair| match pair.split_once('=') {
-            Some((k, _)) if SECRET_FORM_FIELDS.contains(&k) => format!("{k}={REDACTED}"),
+            Some((k, _)) if is_credential_name(k) => format!("{k}={REDACTED}"),
             _ => pair.to_string(),
         })
         .collect::<Vec<_>>()
         .join("&")
+}
+
+/// Replaces the text of leaf elements with credential names (`<SessionToken>…</SessionToken>`).
+fn redact_xml(body: &str) -> String {
+    let mut out = String::with_capacity(body.len());
+    let mut rest = body;
+    while let Some(open) = rest.find('<') {
+        let Some(close) = rest[open..].find('>').map(|i| open + i) else { break };
+        let tag = &rest[open + 1..close];
+        let name = tag.split_whitespace().next().unwrap_or_default();
+        out.push_str(&rest[..=close]);
+        rest = &rest[close + 1..];
+        let leaf_end = rest.find('<').filter(|&i| rest[i..].starts_with(&format!("</{name}>")));
+        if let Some(end) = leaf_end.filter(|_| !tag.ends_with('/') && !name.starts_with(['/', '?', '!']) && is_credential_name(name)) {
+            out.push_str(REDACTED);
+            rest = &rest[end..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn redact_json(value: &mut serde_json::Value) {
@@ -136,6 +164,9 @@ pub(crate) fn redact_body(content_type: Option<&str>, body: &[u8]) -> Option<Rec
     if let Ok(text) = std::str::from_utf8(body) {
         if ct.starts_with("application/x-www-form-urlencoded") {
             return Some(RecordedBody::Text(redact_form(text)));
+        }
+        if ct.contains("xml") {
+            return Some(RecordedBody::Text(redact_xml(text)));
         }
         if ct.contains("json") {
             if let Ok(mut v) = serde_json::from_str::<serde_json::Value>(text) {
@@ -277,6 +308,18 @@ mod tests {
         let json = redact_body(Some("application/json; charset=utf-8"), br#"{"access_token":"t","expires_in":3599}"#).unwrap();
         let RecordedBody::Text(text) = json else { panic!() };
         assert!(!text.contains("\"t\"") && text.contains("expires_in"));
+    }
+
+    #[test]
+    fn redacts_credential_named_form_fields_and_xml_elements() {
+        let form = redact_body(Some("application/x-www-form-urlencoded"), b"Action=AssumeRoleWithWebIdentity&RoleArn=r&WebIdentityToken=eyJ&Password=p").unwrap();
+        assert_eq!(form, RecordedBody::Text(format!("Action=AssumeRoleWithWebIdentity&RoleArn=r&WebIdentityToken={REDACTED}&Password={REDACTED}")));
+        let xml = br#"<?xml version="1.0"?><R xmlns="x"><Credentials><AccessKeyId>ASIA1</AccessKeyId><SecretAccessKey>s3</SecretAccessKey><SessionToken a="1">t0k</SessionToken><Empty/></Credentials></R>"#;
+        let RecordedBody::Text(text) = redact_body(Some("text/xml"), xml).unwrap() else { panic!() };
+        assert!(text.contains("<AccessKeyId>ASIA1</AccessKeyId>"), "{text}");
+        assert!(text.contains(&format!("<SecretAccessKey>{REDACTED}</SecretAccessKey>")), "{text}");
+        assert!(text.contains(&format!("<SessionToken a=\"1\">{REDACTED}</SessionToken>")), "{text}");
+        assert!(!text.contains("s3<") && !text.contains("t0k") && text.contains("<Empty/>"), "{text}");
     }
 
     #[test]
