@@ -606,3 +606,57 @@ async fn concurrent_calls_of_one_unit_share_one_token() {
         delete_namespace(&client, ns).await;
     }
 }
+
+/// Workload Identity slips a store author makes, each with a clear condition and no
+/// Secret: an unknown tenant (AADSTS90002), a service account without the client-id
+/// annotation, and a namespaced store whose serviceAccountRef names another namespace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workload_identity_slips_give_clear_conditions() {
+    let _engine = engine().await;
+    let _serial = SERIAL.lock().await;
+    let env = TestEnv::shared().await;
+    let client = env.client().await;
+    let id = suffix();
+    let vault = env.vault(VAULT).await;
+    let key = format!("slip-{id}");
+    vault.set_secret(&key, "slip-Pw-1", &SecretOptions::default()).await.unwrap();
+    let wi = workload_identity(env, &client, "az-slip").await;
+    let ns = wi.ns.clone();
+    let other = workload_identity(env, &client, "az-slip-other").await;
+    let unknown_tenant = guid();
+    let sas = Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(client.clone(), &ns);
+    let pp = PatchParams::apply("lockstep-azure-test").force();
+    for (name, annotations) in [
+        ("wrong-tenant", json!({"azure.workload.identity/client-id": wi.client, "azure.workload.identity/tenant-id": unknown_tenant})),
+        ("no-client-id", json!({"azure.workload.identity/tenant-id": DEFAULT_TENANT})),
+    ] {
+        let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": ns, "annotations": annotations}});
+        sas.patch(name, &pp, &Patch::Apply(sa)).await.expect("service account");
+    }
+    apply_store(&client, &ns, "wrong-tenant", None, wi_provider(&vault.url(), "wrong-tenant", None)).await;
+    apply_store(&client, &ns, "no-client-id", None, wi_provider(&vault.url(), "no-client-id", None)).await;
+    apply_store(&client, &ns, "other-ns", None, wi_provider(&vault.url(), other.sa, Some(&other.ns))).await;
+    let es = apply_es(&client, &ns, "wrong-tenant", ("wrong-tenant", "SecretStore"), "1h", "Retain", &[("password", &key)]).await;
+    apply_es(&client, &ns, "no-client-id", ("no-client-id", "SecretStore"), "1h", "Retain", &[("password", &key)]).await;
+    apply_es(&client, &ns, "other-ns", ("other-ns", "SecretStore"), "1h", "Retain", &[("password", &key)]).await;
+    let settled = |r: &(String, String, String)| r.0 == "False" && !r.2.contains("not been validated");
+
+    let r = wait_ready(&es, "wrong-tenant", "the unknown tenant's condition", Duration::from_secs(30), settled).await;
+    eprintln!("slip (unknown tenant): {} / {}", r.1, r.2);
+    assert!(r.2.contains("AADSTS90002") && r.2.contains(&unknown_tenant), "the condition must carry Entra's code and the tenant: {r:?}");
+    let r = wait_ready(&es, "no-client-id", "the missing client-id condition", Duration::from_secs(30), settled).await;
+    eprintln!("slip (no client-id annotation): {} / {}", r.1, r.2);
+    assert!(r.2.contains("azure.workload.identity/client-id") && r.2.contains("no-client-id"), "the condition must name the annotation and the service account: {r:?}");
+    let r = wait_ready(&es, "other-ns", "the cross-namespace serviceAccountRef condition", Duration::from_secs(30), settled).await;
+    eprintln!("slip (serviceAccountRef in another namespace): {} / {}", r.1, r.2);
+    assert!(r.2.contains("serviceAccountRef") && r.2.contains(&other.ns), "the condition must name the field and the other namespace: {r:?}");
+
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    for name in ["wrong-tenant", "no-client-id", "other-ns"] {
+        assert!(secrets.get_opt(name).await.unwrap().is_none(), "no Secret from store {name}");
+    }
+    assert_eq!(env.entra().exchange_count(&other.client).await.unwrap(), 0, "the other namespace's identity is never used");
+    assert_eq!(token_requests(env, &other.ns, other.sa), 0, "no token of the other namespace's service account is issued");
+    delete_namespace(&client, &ns).await;
+    delete_namespace(&client, &other.ns).await;
+}
