@@ -37,6 +37,9 @@ struct Fixture {
     namespace: Option<String>,
     #[serde(default)]
     objects: Vec<Value>,
+    /// TokenRequest answers for ServiceAccounts among `objects` (offline there is no apiserver to mint them).
+    #[serde(default)]
+    tokens: Vec<FixtureToken>,
     call: Call,
     #[serde(rename = "deadlineMs", default = "default_deadline_ms")]
     deadline_ms: u64,
@@ -47,6 +50,21 @@ struct Fixture {
 
 fn default_deadline_ms() -> u64 {
     5000
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FixtureToken {
+    #[serde(rename = "serviceAccount")]
+    service_account: String,
+    namespace: String,
+    token: String,
+    #[serde(rename = "expiresAt", default = "far_future")]
+    expires_at: u64,
+}
+
+fn far_future() -> u64 {
+    4_102_444_800 // 2100-01-01
 }
 
 #[derive(Debug, Deserialize)]
@@ -243,7 +261,11 @@ async fn run_case(wasm: &Path, fixture: &Fixture, scratch: &Scratch) -> anyhow::
         _ => fixture.namespace.clone().or_else(|| fixture.store.namespace.clone()),
     };
     let objects = fixture.objects.iter().map(serde_yaml::to_string).collect::<Result<Vec<_>, _>>()?.join("---\n");
-    let backend = Arc::new(FileBackend::from_yaml(&objects)?);
+    let mut backend = FileBackend::from_yaml(&objects)?;
+    for t in &fixture.tokens {
+        backend.supply_token(&t.namespace, &t.service_account, t.token.clone(), t.expires_at);
+    }
+    let backend = Arc::new(backend);
     let store = StoreScope {
         kind,
         name: fixture.store.name.clone(),
