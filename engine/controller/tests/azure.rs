@@ -660,3 +660,65 @@ async fn workload_identity_slips_give_clear_conditions() {
     delete_namespace(&client, &ns).await;
     delete_namespace(&client, &other.ns).await;
 }
+
+/// ServicePrincipal through the controllers: a client secret and a client certificate
+/// (from a Secret beside the store) each sync with one exchange; a wrong secret gives
+/// Entra's AADSTS7000215 in the condition, never the secret itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_principal_with_secret_and_certificate() {
+    let _engine = engine().await;
+    let _serial = SERIAL.lock().await;
+    let env = TestEnv::shared().await;
+    let client = env.client().await;
+    let id = suffix();
+    let vault = env.vault(VAULT).await;
+    let key = format!("sp-{id}");
+    vault.set_secret(&key, "sp-Pw-1", &SecretOptions::default()).await.unwrap();
+    let (secret_client, cert_client) = (guid(), guid());
+    const CLIENT_SECRET: &str = "sp-Cl1ent-s3cret";
+    env.entra().add_client_secret(DEFAULT_TENANT, &secret_client, CLIENT_SECRET).await.unwrap();
+    let testdata = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../providers/azure-keyvault/testdata");
+    let cert = std::fs::read_to_string(testdata.join("client.crt")).expect("test certificate");
+    let cert_key = std::fs::read_to_string(testdata.join("client.key")).expect("test key");
+    env.entra().add_certificate(DEFAULT_TENANT, &cert_client, &cert).await.unwrap();
+
+    let ns = format!("az-sp-{id}");
+    namespace(&client, &ns, json!({})).await;
+    let creds = json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sp", "namespace": ns},
+        "stringData": {"secret-client": secret_client, "cert-client": cert_client, "client-secret": CLIENT_SECRET,
+                       "wrong-secret": "sp-Wr0ng-s3cret", "client-cert": format!("{cert}{cert_key}")},
+    });
+    Api::<Secret>::namespaced(client.clone(), &ns)
+        .patch("sp", &PatchParams::apply("lockstep-azure-test").force(), &Patch::Apply(creds))
+        .await
+        .expect("credentials Secret");
+    let sp = |client_key: &str, cred: &str, cred_key: &str| {
+        json!({"azurekv": {"authType": "ServicePrincipal", "vaultUrl": vault.url(), "tenantId": DEFAULT_TENANT, "authSecretRef": {
+            "clientId": {"name": "sp", "key": client_key}, cred: {"name": "sp", "key": cred_key}}}})
+    };
+    apply_store(&client, &ns, "sp-secret", None, sp("secret-client", "clientSecret", "client-secret")).await;
+    apply_store(&client, &ns, "sp-cert", None, sp("cert-client", "clientCertificate", "client-cert")).await;
+    apply_store(&client, &ns, "sp-wrong", None, sp("secret-client", "clientSecret", "wrong-secret")).await;
+    let es = apply_es(&client, &ns, "sp-secret", ("sp-secret", "SecretStore"), "2s", "Retain", &[("password", &key)]).await;
+    apply_es(&client, &ns, "sp-cert", ("sp-cert", "SecretStore"), "2s", "Retain", &[("password", &key)]).await;
+    apply_es(&client, &ns, "sp-wrong", ("sp-wrong", "SecretStore"), "1h", "Retain", &[("password", &key)]).await;
+
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    for name in ["sp-secret", "sp-cert"] {
+        let (data, took) = wait_for(&format!("the Secret of store {name}"), Duration::from_secs(30), || secret_data(&secrets, name)).await;
+        eprintln!("service principal ({name}): synced in {took:?}");
+        assert_eq!(data["password"], b"sp-Pw-1");
+    }
+    let r = wait_ready(&es, "sp-wrong", "the wrong client secret's condition", Duration::from_secs(30), |r| r.0 == "False" && !r.2.contains("not been validated")).await;
+    eprintln!("service principal (wrong secret): {} / {}", r.1, r.2);
+    assert!(r.2.contains("AADSTS7000215"), "the condition must carry Entra's code: {r:?}");
+    assert!(!r.2.contains("s3cret"), "no client secret in a condition");
+    assert!(secrets.get_opt("sp-wrong").await.unwrap().is_none());
+    // A few refresh cycles on the good stores: the token of each is reused.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (a, b) = (env.entra().exchange_count(&secret_client).await.unwrap(), env.entra().exchange_count(&cert_client).await.unwrap());
+    eprintln!("service principal: exchanges (secret, certificate) = ({a}, {b})");
+    assert_eq!((a, b), (1, 1), "one exchange per service principal");
+    delete_namespace(&client, &ns).await;
+}
