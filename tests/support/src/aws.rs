@@ -239,7 +239,19 @@ fn init(issuer_ca_pem: Option<String>) -> Result<Aws, String> {
     crate::env::on_lasting_thread("lockstep-aws", move || async move { start(issuer_ca_pem).await.map_err(|e| e.to_string()) })
 }
 
+/// Removes the directories of earlier runs whose process is gone.
+fn sweep(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else { return };
+    for e in entries.flatten() {
+        let pid = e.file_name().to_str().and_then(|n| n.strip_prefix("lockstep-aws-")).and_then(|p| p.parse().ok());
+        if pid.is_some_and(|pid| !proc::alive(pid)) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 async fn start(issuer_ca_pem: Option<String>) -> Result<Aws, Error> {
+    sweep(&std::env::temp_dir());
     let dir = std::env::temp_dir().join(format!("lockstep-aws-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let moto = free_port()?;
