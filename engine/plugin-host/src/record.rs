@@ -3,8 +3,8 @@
 //! Recordings never hold credentials: Authorization-like and signing headers,
 //! credential fields of form bodies (OAuth client secrets and assertions, and
 //! any field named like a token, secret or password), token fields in JSON
-//! bodies and credential-named elements of XML bodies (e.g. temporary keys an
-//! STS-style service returns) are replaced by `<redacted>` before anything is kept. Files are
+//! bodies and credential-named elements of XML bodies (e.g. temporary keys a
+//! token service returns) are replaced by `<redacted>` before anything is kept. Files are
 //! written with mode 0600. Replay matches method + URL + request body, with
 //! redacted fields ignored (both sides are compared redacted).
 
@@ -312,13 +312,13 @@ mod tests {
 
     #[test]
     fn redacts_credential_named_form_fields_and_xml_elements() {
-        let form = redact_body(Some("application/x-www-form-urlencoded"), b"Action=AssumeRoleWithWebIdentity&RoleArn=r&WebIdentityToken=eyJ&Password=p").unwrap();
-        assert_eq!(form, RecordedBody::Text(format!("Action=AssumeRoleWithWebIdentity&RoleArn=r&WebIdentityToken={REDACTED}&Password={REDACTED}")));
-        let xml = br#"<?xml version="1.0"?><R xmlns="x"><Credentials><AccessKeyId>ASIA1</AccessKeyId><SecretAccessKey>s3</SecretAccessKey><SessionToken a="1">t0k</SessionToken><Empty/></Credentials></R>"#;
+        let form = redact_body(Some("application/x-www-form-urlencoded"), b"Action=Exchange&Role=r&IdentityToken=eyJ&Password=p").unwrap();
+        assert_eq!(form, RecordedBody::Text(format!("Action=Exchange&Role=r&IdentityToken={REDACTED}&Password={REDACTED}")));
+        let xml = br#"<?xml version="1.0"?><R xmlns="x"><Credentials><KeyId>K1</KeyId><ClientSecret>s3</ClientSecret><RefreshToken a="1">t0k</RefreshToken><Empty/></Credentials></R>"#;
         let RecordedBody::Text(text) = redact_body(Some("text/xml"), xml).unwrap() else { panic!() };
-        assert!(text.contains("<AccessKeyId>ASIA1</AccessKeyId>"), "{text}");
-        assert!(text.contains(&format!("<SecretAccessKey>{REDACTED}</SecretAccessKey>")), "{text}");
-        assert!(text.contains(&format!("<SessionToken a=\"1\">{REDACTED}</SessionToken>")), "{text}");
+        assert!(text.contains("<KeyId>K1</KeyId>"), "{text}");
+        assert!(text.contains(&format!("<ClientSecret>{REDACTED}</ClientSecret>")), "{text}");
+        assert!(text.contains(&format!("<RefreshToken a=\"1\">{REDACTED}</RefreshToken>")), "{text}");
         assert!(!text.contains("s3<") && !text.contains("t0k") && text.contains("<Empty/>"), "{text}");
     }
 
