@@ -8,7 +8,9 @@
 //! exponential backoff (capped at [`MAX_BACKOFF`]) or the provider's Retry-After, so a
 //! failing backend sees one call per key, not one per consumer. Provider calls run with
 //! bounded concurrency, one slot reserved for new or edited objects, and a token bucket
-//! per store.
+//! per store. Calls of one isolation unit (store, scope) take turns, as the plugin host
+//! runs them on the unit's one instance; they wait for their turn before taking a
+//! slot, so a busy unit never holds slots other units could use.
 
 use std::{
     collections::HashMap,
@@ -153,6 +155,8 @@ pub struct Scheduler<V> {
     periodic_calls: Arc<Semaphore>,
     buckets: Mutex<HashMap<String, TokenBucket>>,
     store_rate: f64,
+    /// One provider call at a time per isolation unit (store, scope).
+    turns: Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl<V: ByteSize> Scheduler<V> {
@@ -166,6 +170,7 @@ impl<V: ByteSize> Scheduler<V> {
             periodic_calls: Arc::new(Semaphore::new(concurrency - 1)),
             buckets: Mutex::default(),
             store_rate,
+            turns: Mutex::default(),
         }
     }
 
@@ -202,6 +207,8 @@ impl<V: ByteSize> Scheduler<V> {
             }
         }
         let failures = guard.as_ref().map_or(0, |e| e.failures);
+        let turn = self.turn(key);
+        let _turn = turn.lock().await;
         self.acquire_token(&key.store).await;
         let result = {
             let _permits = self.permits(urgency).await;
@@ -301,6 +308,18 @@ impl<V: ByteSize> Scheduler<V> {
                 }
             }
         }
+    }
+
+    /// The turn lock of `key`'s unit. Locks nobody holds or awaits carry no state
+    /// and are dropped when a new one is made, so the map follows the active units.
+    fn turn(&self, key: &FetchKey) -> Arc<tokio::sync::Mutex<()>> {
+        let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
+        let unit = (key.store.clone(), key.scope.clone());
+        if let Some(t) = turns.get(&unit) {
+            return t.clone();
+        }
+        turns.retain(|_, t| Arc::strong_count(t) > 1);
+        turns.entry(unit).or_default().clone()
     }
 
     async fn permits(&self, urgency: Urgency) -> (Option<tokio::sync::OwnedSemaphorePermit>, tokio::sync::OwnedSemaphorePermit) {
@@ -418,6 +437,40 @@ mod tests {
         let fresh = scheduler.fetch(&key("same"), Duration::from_secs(3600), Urgency::Fresh, || async { Ok(b"w".to_vec()) }).await;
         assert!(!fresh.deduplicated);
         assert_eq!(fresh.result.unwrap().as_slice(), b"w");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn calls_of_one_unit_take_turns_without_holding_slots() {
+        // Two periodic slots (one more is reserved); unit A has three keys due at once, unit B one.
+        let scheduler = Arc::new(Scheduler::<Vec<u8>>::new(3, 1000.0, 1 << 20));
+        let running_a = Arc::new(AtomicUsize::new(0));
+        let max_a = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for i in 0..3 {
+            let (scheduler, running_a, max_a) = (scheduler.clone(), running_a.clone(), max_a.clone());
+            tasks.push(tokio::spawn(async move {
+                let k = FetchKey { store: "a/1".into(), scope: "a".into(), request: format!("k{i}") };
+                scheduler
+                    .fetch(&k, Duration::from_secs(3600), Urgency::Periodic, || async {
+                        let now = running_a.fetch_add(1, Ordering::SeqCst) + 1;
+                        max_a.fetch_max(now, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        running_a.fetch_sub(1, Ordering::SeqCst);
+                        Ok(b"a".to_vec())
+                    })
+                    .await
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Unit B gets a slot while unit A's other keys wait for their turn.
+        let started = Instant::now();
+        let b = FetchKey { store: "b/1".into(), scope: "b".into(), request: "k".into() };
+        scheduler.fetch(&b, Duration::from_secs(3600), Urgency::Periodic, || async { Ok(b"b".to_vec()) }).await.result.unwrap();
+        assert!(started.elapsed() < Duration::from_millis(150), "unit B waited {:?} behind unit A", started.elapsed());
+        for t in tasks {
+            t.await.unwrap().result.unwrap();
+        }
+        assert_eq!(max_a.load(Ordering::SeqCst), 1, "calls of one unit must not overlap");
     }
 
     #[tokio::test(start_paused = true)]
