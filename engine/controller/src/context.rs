@@ -20,6 +20,7 @@ use crate::{
     fetch::{ByteSize, Scheduler},
     lease::LeaderGate,
     metrics::Metrics,
+    own_writes::OwnWrites,
 };
 
 /// The field manager of status writes (server-side apply).
@@ -47,6 +48,8 @@ pub struct Context {
     pub scheduler: Scheduler<Answer>,
     pub metrics: Arc<Metrics>,
     pub gate: LeaderGate,
+    /// Secrets just written by this engine, whose watch echo is ignored.
+    pub own_writes: OwnWrites,
     pub recorder: Recorder,
     pub renderer: Renderer,
     pub stores: Store<SecretStore>,

@@ -149,7 +149,10 @@ async fn sync(es: &ExternalSecret, ctx: &Context, ns: &str) -> Result<(Ready, Ac
 
     let target_name = lockstep_sync::target_name(&es.name_any(), spec);
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-    let existing = secrets.get_opt(&target_name).await?;
+    // The watch echo of our own successful status write: the Secret was valid then, and
+    // an edit or delete of it since would have its own event; read it only if due.
+    let synced_echo = ctx.own_writes.is_synced_status_echo(es);
+    let mut existing = if synced_echo { None } else { secrets.get_opt(&target_name).await? };
     let target = spec.target.clone().unwrap_or_default();
     let creation = target.creation_policy();
 
@@ -162,7 +165,7 @@ async fn sync(es: &ExternalSecret, ctx: &Context, ns: &str) -> Result<(Ready, Ac
     let status = es.status.clone().unwrap_or_default();
     let never_synced = status.refresh_time.is_none() || status.synced_resource_version.is_none();
     let changed = status.synced_resource_version.as_deref() != Some(current_version.as_str());
-    let secret_valid = match creation {
+    let secret_valid = synced_echo || match creation {
         CreationPolicy::Orphan | CreationPolicy::None => true,
         _ => existing.as_ref().is_some_and(secret_is_valid),
     };
@@ -174,7 +177,9 @@ async fn sync(es: &ExternalSecret, ctx: &Context, ns: &str) -> Result<(Ready, Ac
     let spec_resync = changed && policy != RefreshPolicy::CreatedOnce;
     let window_start = schedule_key.as_ref().map(|k| k.window_start(interval, SystemTime::now()));
     let last_refresh = status.refresh_time.as_ref().map(|t| SystemTime::from(t.0));
-    let periodic_due = periodic && matches!((last_refresh, window_start), (Some(last), Some(start)) if last < start);
+    // refreshTime is stored in whole seconds: compare at that precision, or the status
+    // write of this very refresh looks due again (a second GET and status write per cycle).
+    let periodic_due = periodic && matches!((last_refresh, window_start), (Some(last), Some(start)) if last < whole_seconds(start));
     let urgency = if never_synced || spec_resync || !secret_valid {
         let forced = spec_resync && FORCE_SYNC_ANNOTATIONS.iter().any(|a| es.annotations().contains_key(*a));
         Some(if forced { Urgency::Fresh } else { Urgency::Interactive })
@@ -196,6 +201,9 @@ async fn sync(es: &ExternalSecret, ctx: &Context, ns: &str) -> Result<(Ready, Ac
         let ready = current_ready(&status).unwrap_or_else(|| Ready::ok("SecretSynced", "secret synced"));
         return Ok((ready, requeue(next_refresh), None));
     };
+    if synced_echo {
+        existing = secrets.get_opt(&target_name).await?;
+    }
 
     // Fetch, one provider call per key per window.
     let mut results = Vec::with_capacity(plan.fetches.len());
@@ -333,7 +341,8 @@ async fn sync(es: &ExternalSecret, ctx: &Context, ns: &str) -> Result<(Ready, Ac
     match existing {
         None => {
             let secret = build_secret(None, &desired, owner.as_ref(), &owned)?;
-            secrets.create(&PostParams { field_manager: Some(manager), ..Default::default() }, &secret).await?;
+            let created = secrets.create(&PostParams { field_manager: Some(manager), ..Default::default() }, &secret).await?;
+            ctx.own_writes.record(&created);
             ctx.event(es, EventType::Normal, "Created", "secret created".into()).await;
         }
         Some(current) => {
@@ -352,7 +361,8 @@ async fn sync(es: &ExternalSecret, ctx: &Context, ns: &str) -> Result<(Ready, Ac
                 }
             }
             if !same_secret(&current, &wanted) {
-                secrets.replace(&target_name, &PostParams { field_manager: Some(manager), ..Default::default() }, &wanted).await?;
+                let replaced = secrets.replace(&target_name, &PostParams { field_manager: Some(manager), ..Default::default() }, &wanted).await?;
+                ctx.own_writes.record(&replaced);
                 ctx.event(es, EventType::Normal, "Updated", "secret updated".into()).await;
             }
         }
@@ -387,6 +397,11 @@ async fn delete_orphan(es: &ExternalSecret, ctx: &Context, secrets: &Api<Secret>
         ctx.event(es, EventType::Normal, "Deleted", format!("secret {previous} deleted because it was orphaned (target.name changed)")).await;
     }
     Ok(())
+}
+
+/// `t` truncated to the second, the precision of `status.refreshTime`.
+fn whole_seconds(t: SystemTime) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs())
 }
 
 /// Every value a provider answered.
@@ -604,7 +619,10 @@ async fn write_status(es: &ExternalSecret, ctx: &Context, ready: &Ready, synced:
         "status": status,
     });
     let api: Api<ExternalSecret> = Api::namespaced(ctx.client.clone(), &es.namespace().unwrap_or_default());
-    api.patch_status(&es.name_any(), &PatchParams::apply(STATUS_MANAGER).force(), &Patch::Apply(&patch)).await?;
+    let written = api.patch_status(&es.name_any(), &PatchParams::apply(STATUS_MANAGER).force(), &Patch::Apply(&patch)).await?;
+    if ready.status && written.resource_version() != es.resource_version() {
+        ctx.own_writes.record_synced_status(&written);
+    }
     Ok(())
 }
 
@@ -645,6 +663,7 @@ where
     api.patch(&obj.meta().name.clone().unwrap_or_default(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
     Ok(())
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;

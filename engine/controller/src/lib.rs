@@ -16,6 +16,7 @@ pub mod credentials;
 pub mod duration;
 mod error;
 mod externalsecret;
+mod own_writes;
 pub mod fetch;
 pub mod lease;
 pub mod metrics;

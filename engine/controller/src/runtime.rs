@@ -46,6 +46,7 @@ use crate::{
     fetch::Scheduler,
     lease::{self, LeaderGate, WriteGuardLayer},
     metrics::Metrics,
+    own_writes::OwnWrites,
     stores,
 };
 
@@ -193,15 +194,16 @@ pub async fn run(config: ControllerConfig, shutdown: impl Future<Output = ()> + 
         Some(ns) => (Api::namespaced(plain.clone(), ns), Api::namespaced(plain.clone(), ns)),
         None => (Api::all(plain.clone()), Api::all(plain.clone())),
     };
+    let own_writes = OwnWrites::default();
     // The same stream also wakes ExternalSecrets whose target appears unmanaged
     // (creationPolicy Merge waiting for its Secret).
     spawn_watch(&mut tasks, &token, watcher(secrets_meta.clone(), watch.clone()).touched_objects(), {
-        let (referenced, es_store, es_tx) = (referenced.clone(), es_store.clone(), es_tx.clone());
+        let (referenced, es_store, es_tx, own_writes) = (referenced.clone(), es_store.clone(), es_tx.clone(), own_writes.clone());
         move |s: PartialObjectMeta<Secret>| {
             let (name, ns) = (s.name_any(), s.namespace().unwrap_or_default());
             referenced.touched(&name, &ns);
             if !s.labels().contains_key(MANAGED_LABEL) {
-                requeue_targets(&es_store, &es_tx, &name, &ns);
+                requeue_targets(&es_store, &es_tx, &own_writes, &name, &ns);
             }
         }
     });
@@ -209,10 +211,16 @@ pub async fn run(config: ControllerConfig, shutdown: impl Future<Output = ()> + 
         let referenced = referenced.clone();
         move |s: PartialObjectMeta<ServiceAccount>| referenced.touched(&s.name_any(), s.namespace().as_deref().unwrap_or_default())
     });
-    // Managed Secrets: label-selected, metadata only; an edit or delete resyncs at once.
+    // Managed Secrets: label-selected, metadata only; an edit or delete resyncs at once
+    // (the echo of our own write does not).
     spawn_watch(&mut tasks, &token, watcher(secrets_meta, watch.clone().labels(&format!("{MANAGED_LABEL}=true"))).touched_objects(), {
-        let (es_store, es_tx) = (es_store.clone(), es_tx.clone());
-        move |s: PartialObjectMeta<Secret>| requeue_targets(&es_store, &es_tx, &s.name_any(), &s.namespace().unwrap_or_default())
+        let (es_store, es_tx, own_writes) = (es_store.clone(), es_tx.clone(), own_writes.clone());
+        move |s: PartialObjectMeta<Secret>| {
+            let (name, ns) = (s.name_any(), s.namespace().unwrap_or_default());
+            if !own_writes.is_echo(&ns, &name, s.resource_version().as_deref()) {
+                requeue_targets(&es_store, &es_tx, &own_writes, &name, &ns);
+            }
+        }
     });
 
     ss_reader.wait_until_ready().await.context("SecretStore watch")?;
@@ -232,6 +240,7 @@ pub async fn run(config: ControllerConfig, shutdown: impl Future<Output = ()> + 
         scheduler: Scheduler::new(config.provider_concurrency, config.store_rate_limit, config.fetch_cache_bytes),
         metrics: metrics.clone(),
         gate: gate.clone(),
+        own_writes,
         renderer,
         stores: ss_reader,
         cluster_stores: css_reader,
@@ -356,9 +365,12 @@ where
 }
 
 /// ExternalSecrets in `ns` whose target Secret is `name`.
-fn requeue_targets(es_store: &Store<ExternalSecret>, es_tx: &mpsc::UnboundedSender<ObjectRef<ExternalSecret>>, name: &str, ns: &str) {
+fn requeue_targets(es_store: &Store<ExternalSecret>, es_tx: &mpsc::UnboundedSender<ObjectRef<ExternalSecret>>, own_writes: &OwnWrites, name: &str, ns: &str) {
     for es in es_store.state().iter().filter(|e| e.namespace().as_deref() == Some(ns)) {
         if lockstep_sync::target_name(&es.name_any(), &es.spec) == name {
+            if let Some(uid) = es.uid() {
+                own_writes.forget_synced_status(&uid);
+            }
             let _ = es_tx.unbounded_send(ObjectRef::from_obj(&**es));
         }
     }
