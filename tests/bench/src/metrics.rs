@@ -81,8 +81,7 @@ pub fn writes_of(delta: &BTreeMap<String, f64>, resource: &str) -> f64 {
     delta
         .iter()
         .filter(|(k, _)| k.split_once(' ').is_some_and(|(verb, res)| WRITE_VERBS.contains(&verb) && res == resource))
-        .map(|(_, v)| v)
-        .sum()
+        .fold(0.0, |sum, (_, v)| sum + v)
 }
 
 #[cfg(test)]
