@@ -221,14 +221,16 @@ async fn plugin_run_records_against_moto_and_replays_without_it() {
     let (resolve, ca) = (aws.resolve(), aws.ca_file().to_str().unwrap().to_string());
     let network: Vec<&str> = vec!["--resolve", &resolve[0], "--resolve", &resolve[1], "--extra-ca-file", &ca];
     let run = |store: &Path, extra: &[&str]| {
-        let mut args = vec!["plugin", "run", wasm.to_str().unwrap(), "--store", store.to_str().unwrap(), "--namespace", "team-a", "--ref", "cli/db", "--property", "password", "--show-values"];
+        let mut args = vec!["plugin", "run", wasm.to_str().unwrap(), "--store", store.to_str().unwrap(), "--namespace", "team-a", "--ref", "cli/db", "--show-values"];
         args.extend_from_slice(extra);
         lockstep(&args)
     };
 
     // A wrong secret key: moto checks the signature.
     let bad = aws_store_file(&dir, &key, "not-the-secret-key");
-    let out = run(&bad, &network);
+    let mut args = network.clone();
+    args.extend(["--property", "password"]);
+    let out = run(&bad, &args);
     let (stdout, stderr) = text(&out);
     assert!(!out.status.success(), "{stdout}");
     assert!(stderr.contains("SignatureDoesNotMatch"), "{stderr}");
@@ -236,7 +238,6 @@ async fn plugin_run_records_against_moto_and_replays_without_it() {
     // Record against moto.
     let store = aws_store_file(&dir, &key, &key.secret_access_key);
     let recording = dir.join("recording.json");
-    let mut args = network.clone();
     args.extend(["--record", recording.to_str().unwrap()]);
     let out = run(&store, &args);
     let (stdout, stderr) = text(&out);
@@ -244,6 +245,7 @@ async fn plugin_run_records_against_moto_and_replays_without_it() {
     assert!(stdout.contains("cli/db: cli-Rec0rd-pw"), "{stdout}");
     let recorded = std::fs::read_to_string(&recording).unwrap();
     assert!(!recorded.contains(&key.secret_access_key), "the recording holds no credential");
+    assert!(!recorded.contains("cli-Rec0rd-pw"), "the recording holds no returned value: {recorded}");
     let recorded: serde_json::Value = serde_json::from_str(&recorded).unwrap();
     let auth = recorded["exchanges"][0]["request_headers"].as_array().unwrap().iter().find(|h| h[0] == "authorization").cloned();
     assert_eq!(auth, Some(serde_json::json!(["authorization", "<redacted>"])), "the signature is redacted");
@@ -251,9 +253,10 @@ async fn plugin_run_records_against_moto_and_replays_without_it() {
     assert_eq!(before, 2, "one refused and one recorded call reached moto");
 
     // Replay: no --resolve, no CA, so the real hostname is unreachable; the front sees nothing.
+    // The secret string held the returned property, so it replays as `<redacted>`.
     let out = run(&store, &["--replay", recording.to_str().unwrap()]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
-    assert!(stdout.contains("cli/db: cli-Rec0rd-pw"), "{stdout}");
+    assert!(stdout.contains("cli/db: <redacted>"), "{stdout}");
     assert_eq!(aws.requests("secretsmanager.GetSecretValue").len(), before, "replay must not reach moto");
 }

@@ -191,6 +191,11 @@ impl OutboundHttp {
         &self.config
     }
 
+    /// Ends a provider call when recording: scrubs the values it returned and writes the file.
+    pub(crate) fn commit_recording(&self, values: &[&[u8]]) -> std::io::Result<()> {
+        self.recorder.as_ref().map_or(Ok(()), |r| r.commit(values))
+    }
+
     /// The replayer, when answering from a recording.
     pub fn replayer(&self) -> Option<&Replayer> {
         self.replayer.as_ref()
@@ -346,7 +351,7 @@ impl OutboundHttp {
                 response_body: redact_body(rct, &bytes),
                 delay_ms: None,
             };
-            recorder.append(exchange).map_err(|e| HttpError::InternalError(Some(format!("recording: {e}"))))?;
+            recorder.append(exchange);
             return Ok(http::Response::from_parts(rparts, full_body(bytes)));
         }
         let (rparts, rbody) = resp.into_parts();

@@ -178,7 +178,9 @@ pub(crate) fn redact_body(content_type: Option<&str>, body: &[u8]) -> Option<Rec
     Some(RecordedBody::from_bytes(body))
 }
 
-/// Appends exchanges to a recording file (rewritten whole, mode 0600, after each).
+/// Collects exchanges and writes them (mode 0600) once the provider call that made
+/// them has returned, with every value it returned scrubbed: a recording holds the
+/// shape of the backend's answers, never the secrets in them.
 #[derive(Debug)]
 pub struct Recorder {
     path: PathBuf,
@@ -190,11 +192,69 @@ impl Recorder {
         Self { path: path.into(), recording: Mutex::new(Recording { version: 1, exchanges: Vec::new() }) }
     }
 
-    pub(crate) fn append(&self, exchange: Exchange) -> std::io::Result<()> {
+    pub(crate) fn append(&self, exchange: Exchange) {
+        self.recording.lock().expect("recorder lock").exchanges.push(exchange);
+    }
+
+    /// Scrubs `values` from everything recorded so far and rewrites the file.
+    pub(crate) fn commit(&self, values: &[&[u8]]) -> std::io::Result<()> {
         let mut rec = self.recording.lock().expect("recorder lock");
-        rec.exchanges.push(exchange);
+        let needles = Needles::new(values);
+        for exchange in &mut rec.exchanges {
+            for (_, v) in exchange.request_headers.iter_mut().chain(exchange.response_headers.iter_mut()) {
+                if needles.found_in(v.as_bytes()) {
+                    *v = REDACTED.into();
+                }
+            }
+            for body in [&mut exchange.request_body, &mut exchange.response_body].into_iter().flatten() {
+                needles.scrub(body);
+            }
+        }
         let bytes = serde_json::to_vec_pretty(&*rec).map_err(std::io::Error::other)?;
         crate::cache::write_private(&self.path, &bytes)
+    }
+}
+
+/// Returned values and their base64 forms (a backend may send binary values encoded).
+struct Needles(Vec<Vec<u8>>);
+
+impl Needles {
+    fn new(values: &[&[u8]]) -> Self {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        Self(values.iter().filter(|v| !v.is_empty()).flat_map(|v| [v.to_vec(), b64.encode(v).into_bytes()]).collect())
+    }
+
+    fn found_in(&self, haystack: &[u8]) -> bool {
+        self.0.iter().any(|n| haystack.windows(n.len()).any(|w| w == n.as_slice()))
+    }
+
+    /// Redacts JSON strings holding a value; any other body holding one is redacted whole
+    /// (over-redacting is the safe side).
+    fn scrub(&self, body: &mut RecordedBody) {
+        let text = match body {
+            RecordedBody::Text(t) => t.clone(),
+            RecordedBody::Base64(_) if self.found_in(&body.to_bytes()) => return *body = RecordedBody::Text(REDACTED.into()),
+            RecordedBody::Base64(_) => return,
+        };
+        if !self.found_in(text.as_bytes()) {
+            return;
+        }
+        *body = match serde_json::from_str::<serde_json::Value>(&text) {
+            Ok(mut v) => {
+                self.scrub_json(&mut v);
+                RecordedBody::Text(v.to_string())
+            }
+            Err(_) => RecordedBody::Text(REDACTED.into()),
+        };
+    }
+
+    fn scrub_json(&self, value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::String(s) if self.found_in(s.as_bytes()) => *s = REDACTED.into(),
+            serde_json::Value::Object(map) => map.values_mut().for_each(|v| self.scrub_json(v)),
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|v| self.scrub_json(v)),
+            _ => {}
+        }
     }
 }
 
@@ -292,6 +352,33 @@ fn bodies_match(recorded: &Option<RecordedBody>, live: &Option<RecordedBody>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn returned_values_are_scrubbed_from_bodies_headers_and_base64() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rec.json");
+        let recorder = Recorder::new(&path);
+        let exchange = |body: RecordedBody| Exchange {
+            method: "GET".into(),
+            url: "https://vault.example/secrets/db".into(),
+            request_headers: vec![],
+            request_body: None,
+            status: 200,
+            response_headers: vec![("x-echo".into(), "pre-hunter2-post".into())],
+            response_body: Some(body),
+            delay_ms: None,
+        };
+        recorder.append(exchange(RecordedBody::Text(r#"{"value":"hunter2","id":"db","nested":[{"p":"{\"k\":\"hunter2\"}"}]}"#.into())));
+        recorder.append(exchange(RecordedBody::Text(r#"{"SecretBinary":"AAEC/w=="}"#.into())));
+        recorder.append(exchange(RecordedBody::Text("plain hunter2 text".into())));
+        recorder.commit(&[b"hunter2", &[0, 1, 2, 255]]).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("hunter2") && !text.contains("AAEC"), "{text}");
+        let rec = Recording::load(&path).unwrap();
+        assert_eq!(rec.exchanges[0].response_body, Some(RecordedBody::Text(r#"{"id":"db","nested":[{"p":"<redacted>"}],"value":"<redacted>"}"#.into())));
+        assert_eq!(rec.exchanges[0].response_headers[0].1, REDACTED);
+        assert_eq!(rec.exchanges[2].response_body, Some(RecordedBody::Text(REDACTED.into())));
+    }
 
     #[test]
     fn redacts_credentials_everywhere() {
