@@ -64,11 +64,20 @@ async fn run(args: lockstep_controller::RunArgs) -> anyhow::Result<()> {
     lockstep_controller::run(config, shutdown).await
 }
 
+/// Writes to stdout; a reader that stops early (`lockstep crds | head`) is not an error.
+fn write_stdout(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
 /// The commands that need no cluster.
 async fn offline(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Run(_) => anyhow::bail!("`run` is not an offline command"),
-        Command::Crds => print!("{}", lockstep_api::crds::crds_yaml()),
+        Command::Crds => write_stdout(&lockstep_api::crds::crds_yaml())?,
         Command::Render(args) => render::execute(args).await?,
         Command::Template(args) => template_cmd::execute(args)?,
         Command::Plugin(command) => plugin_cmd::execute(command).await?,
