@@ -78,3 +78,41 @@ fn every_documented_command_runs() {
     }
     eprintln!("{ran} documented commands ran");
 }
+
+/// The README's seed diff is the real difference between `examples/seed/as-written/`
+/// and `examples/seed/fixed/`: every removed line only in the former, every added line
+/// only in the latter, and no other line differs.
+#[test]
+fn readme_seed_diff_matches_the_examples() {
+    let root = checkout();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let block = readme.split("```diff\n").nth(1).and_then(|rest| rest.split("```").next()).expect("a ```diff block in the README");
+    let seed = root.join("examples/seed");
+    let mut files_seen = Vec::new();
+    let mut removed: Vec<(String, String)> = Vec::new();
+    let mut added: Vec<(String, String)> = Vec::new();
+    let mut file = String::new();
+    for line in block.lines().filter(|l| !l.starts_with("--- ")) {
+        if let Some(path) = line.strip_prefix("+++ fixed/") {
+            file = path.to_owned();
+            files_seen.push(file.clone());
+        } else if let Some(l) = line.strip_prefix('-') {
+            removed.push((file.clone(), l.to_owned()));
+        } else if let Some(l) = line.strip_prefix('+') {
+            added.push((file.clone(), l.to_owned()));
+        }
+    }
+    let mut names: Vec<String> = std::fs::read_dir(seed.join("fixed")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    for name in names {
+        let before = std::fs::read_to_string(seed.join("as-written").join(&name)).unwrap();
+        let after = std::fs::read_to_string(seed.join("fixed").join(&name)).unwrap();
+        let only_before: Vec<String> = before.lines().filter(|l| !after.lines().any(|a| a == *l)).map(str::to_owned).collect();
+        let only_after: Vec<String> = after.lines().filter(|l| !before.lines().any(|b| b == *l)).map(str::to_owned).collect();
+        let doc_removed: Vec<String> = removed.iter().filter(|(f, _)| *f == name).map(|(_, l)| l.clone()).collect();
+        let doc_added: Vec<String> = added.iter().filter(|(f, _)| *f == name).map(|(_, l)| l.clone()).collect();
+        assert_eq!(doc_removed, only_before, "{name}: README's removed lines");
+        assert_eq!(doc_added, only_after, "{name}: README's added lines");
+        assert_eq!(files_seen.contains(&name), !only_before.is_empty() || !only_after.is_empty(), "{name}: in the README diff iff it changed");
+    }
+}

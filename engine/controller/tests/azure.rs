@@ -388,11 +388,15 @@ async fn not_found_follows_the_deletion_policy() {
     apply_store(&client, &ns, "kv", None, wi_provider(&vault.url(), wi.sa, None)).await;
     let retain = apply_es(&client, &ns, "keep", ("kv", "SecretStore"), "2s", "Retain", &[("password", &key)]).await;
     let delete = apply_es(&client, &ns, "drop", ("kv", "SecretStore"), "2s", "Delete", &[("password", &key)]).await;
+    // Merge: the missing key is dropped, the rest of the Secret stays.
+    let stay = format!("stay-{id}");
+    vault.set_secret(&stay, "stay-Pw-1", &SecretOptions::default()).await.unwrap();
+    apply_es(&client, &ns, "merge", ("kv", "SecretStore"), "2s", "Merge", &[("password", &key), ("user", &stay)]).await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
-    let (kept_before, _) = wait_for("both Secrets", Duration::from_secs(60), || async {
+    let (kept_before, _) = wait_for("all three Secrets", Duration::from_secs(60), || async {
         let keep = secret_data(&secrets, "keep").await?;
         secret_data(&secrets, "drop").await?;
-        Some(keep)
+        (secret_data(&secrets, "merge").await?.len() == 2).then_some(keep)
     })
     .await;
     assert_eq!(kept_before["password"], b"gone-Pw-1");
@@ -410,6 +414,12 @@ async fn not_found_follows_the_deletion_policy() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(secret_data(&secrets, "keep").await.expect("the Retain target stays"), kept_before);
     assert!(secrets.get_opt("drop").await.unwrap().is_none(), "the Delete target must stay deleted");
+    let (merged, _) = wait_for("the Merge target without the missing key", Duration::from_secs(10), || async {
+        let data = secret_data(&secrets, "merge").await?;
+        (!data.contains_key("password")).then_some(data)
+    })
+    .await;
+    assert_eq!(merged.get("user").map(|v| v.as_slice()), Some(&b"stay-Pw-1"[..]), "deletionPolicy Merge keeps the other keys");
     let events = Api::<Event>::namespaced(client.clone(), &ns).list(&ListParams::default()).await.unwrap();
     assert!(
         events.items.iter().any(|e| e.reason.as_deref() == Some("MissingProviderSecret") && e.involved_object.name.as_deref() == Some("drop")),
