@@ -379,3 +379,100 @@ async fn policies_drift_and_takeover() {
     })
     .await;
 }
+
+/// Invariants CEL cannot check (docs/crds.md "Validation at reconcile time"), each
+/// applied to the real apiserver: accepted there, then Ready=False with a reason and
+/// a message naming the field or feature, on the object (ExternalSecret or store).
+#[tokio::test]
+async fn reconcile_time_violations_are_clear_conditions() {
+    let _engine = engine().await;
+    let _serial = SERIAL.lock().await;
+    let env = TestEnv::shared().await;
+    let client = env.client().await;
+    let id = suffix();
+    let ns = format!("invalid-{id}");
+    namespace(&client, &ns, json!({})).await;
+    let store = |name: &str, provider: serde_json::Value| -> v1::SecretStore {
+        serde_json::from_value(json!({
+            "apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
+            "metadata": {"name": name, "namespace": ns}, "spec": {"provider": provider},
+        }))
+        .unwrap()
+    };
+    let stores: Api<v1::SecretStore> = Api::namespaced(client.clone(), &ns);
+    stores.create(&PostParams::default(), &store("fake", json!({"fake": {"data": [{"key": "db", "value": "invalid-pw"}]}}))).await.expect("fake store");
+    stores.create(&PostParams::default(), &store("nowhere", json!({"nosuchbackend": {"region": "x"}}))).await.expect("a store whose key no plugin serves is accepted");
+    let css_name = format!("bad-regex-{id}");
+    let css: v1::ClusterSecretStore = serde_json::from_value(json!({
+        "apiVersion": "external-secrets.io/v1", "kind": "ClusterSecretStore", "metadata": {"name": css_name},
+        "spec": {"provider": {"fake": {"data": [{"key": "db", "value": "invalid-pw"}]}}, "conditions": [{"namespaceRegexes": ["(unclosed"]}]},
+    }))
+    .unwrap();
+    let css_api: Api<v1::ClusterSecretStore> = Api::all(client.clone());
+    css_api.create(&PostParams::default(), &css).await.expect("a ClusterSecretStore with a bad regex is accepted");
+
+    let data = json!([{"secretKey": "password", "remoteRef": {"key": "db"}}]);
+    let cases: Vec<(&str, serde_json::Value, Option<&str>, &str)> = vec![
+        ("find-regex", json!({"dataFrom": [{"find": {"name": {"regexp": "(["}}}]}), Some("InvalidSpec"), "spec.dataFrom[0].find.name.regexp"),
+        ("rewrite-regex", json!({"dataFrom": [{"extract": {"key": "db"}, "rewrite": [{"regexp": {"source": "(", "target": "x"}}]}]}), Some("InvalidSpec"), "invalid regular expression"),
+        ("duplicate-key", json!({"data": [{"secretKey": "a", "remoteRef": {"key": "db"}}, {"secretKey": "a", "remoteRef": {"key": "db"}}]}), Some("InvalidSpec"), "duplicate secretKey a"),
+        ("generator", json!({"dataFrom": [{"sourceRef": {"generatorRef": {"apiVersion": "generators.external-secrets.io/v1alpha1", "kind": "Password", "name": "p"}}}]}), Some("Unsupported"), "generatorRef"),
+        ("manifest", json!({"data": data, "target": {"manifest": {"apiVersion": "v1", "kind": "ConfigMap"}}}), Some("Unsupported"), "manifest"),
+        ("engine-v1", json!({"data": data, "target": {"template": {"engineVersion": "v1"}}}), Some("Unsupported"), "engineVersion"),
+        ("template-syntax", json!({"data": data, "target": {"template": {"data": {"dsn": "{{ .password "}}}}), None, "dsn"),
+        ("template-function", json!({"data": data, "target": {"template": {"data": {"dsn": "{{ .password | nosuchfn }}"}}}}), None, "nosuchfn"),
+        ("no-plugin", json!({"data": data, "secretStoreRef": {"name": "nowhere", "kind": "SecretStore"}}), Some("StoreNotReady"), "no plugin serves spec.provider.nosuchbackend"),
+        ("css-regex", json!({"data": data, "secretStoreRef": {"name": css_name, "kind": "ClusterSecretStore"}}), Some("InvalidStoreConfiguration"), "spec.conditions[0].namespaceRegexes[0]"),
+    ];
+    let es_api: Api<v1::ExternalSecret> = Api::namespaced(client.clone(), &ns);
+    for (name, extra, _, _) in &cases {
+        let mut spec = json!({"refreshInterval": "1h", "secretStoreRef": {"name": "fake", "kind": "SecretStore"}});
+        for (k, v) in extra.as_object().unwrap() {
+            spec[k] = v.clone();
+        }
+        let es: v1::ExternalSecret = serde_json::from_value(json!({
+            "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+            "metadata": {"name": name, "namespace": ns}, "spec": spec,
+        }))
+        .unwrap();
+        es_api.create(&PostParams::default(), &es).await.unwrap_or_else(|e| panic!("{name}: the apiserver must accept it (reconcile-time check): {e}"));
+    }
+    for (name, _, reason, needle) in &cases {
+        let (ready, _) = wait_for(&format!("{name}: Ready=False"), Duration::from_secs(30), || {
+            let es_api = es_api.clone();
+            async move { ready_of(es_api.get(name).await.ok()?.status.as_ref()).filter(|r| r.0 == "False") }
+        })
+        .await;
+        eprintln!("{name}: {} / {}", ready.1, ready.2);
+        if let Some(reason) = reason {
+            assert_eq!(&ready.1, reason, "{name}: {ready:?}");
+        }
+        assert!(ready.2.contains(needle), "{name}: the message must name {needle:?}: {ready:?}");
+        assert!(!ready.2.contains("invalid-pw"), "{name}: no value in a condition");
+    }
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    for (name, ..) in &cases {
+        assert!(secrets.get_opt(name).await.unwrap().is_none(), "{name}: an invalid ExternalSecret writes no Secret");
+    }
+
+    // The stores themselves say what is wrong.
+    let store_ready = |conditions: Option<Vec<lockstep_api::types::Condition>>| {
+        conditions.unwrap_or_default().into_iter().find(|c| c.type_ == "Ready" && c.status == "False").map(|c| (c.reason.unwrap_or_default(), c.message.unwrap_or_default()))
+    };
+    let (nowhere, _) = wait_for("the store without a plugin Ready=False", Duration::from_secs(30), || {
+        let stores = stores.clone();
+        async move { store_ready(stores.get("nowhere").await.ok()?.status.map(|s| s.conditions)) }
+    })
+    .await;
+    assert_eq!(nowhere.0, "UnsupportedProvider", "{nowhere:?}");
+    assert!(nowhere.1.contains("nosuchbackend"), "{nowhere:?}");
+    let (bad_css, _) = wait_for("the ClusterSecretStore with a bad regex Ready=False", Duration::from_secs(30), || {
+        let css_api = css_api.clone();
+        let css_name = css_name.clone();
+        async move { store_ready(css_api.get(&css_name).await.ok()?.status.map(|s| s.conditions)) }
+    })
+    .await;
+    assert!(bad_css.1.contains("namespaceRegexes[0]: invalid regular expression"), "{bad_css:?}");
+    css_api.delete(&css_name, &DeleteParams::default()).await.expect("delete the ClusterSecretStore");
+    Api::<Namespace>::all(client.clone()).delete(&ns, &DeleteParams::default()).await.expect("delete the namespace");
+}
