@@ -16,6 +16,8 @@ pub struct ControllerConfig {
     pub metrics_addr: SocketAddr,
     pub probe_addr: SocketAddr,
     pub log_format: LogFormat,
+    /// Publish Normal events (ESO's Created / Updated / Deleted), not only warnings.
+    pub normal_events: bool,
     /// `None`: single replica, always allowed to write.
     pub leader_election: Option<LeaderElection>,
     /// `KEY=SOURCE` pairs; SOURCE as `lockstep_plugin_host::PluginSource::parse` reads it.

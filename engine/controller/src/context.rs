@@ -51,6 +51,8 @@ pub struct Context {
     /// Secrets just written by this engine, whose watch echo is ignored.
     pub own_writes: OwnWrites,
     pub recorder: Recorder,
+    /// Whether Normal events are published (`--events all`).
+    pub normal_events: bool,
     pub renderer: Renderer,
     pub stores: Store<SecretStore>,
     pub cluster_stores: Store<ClusterSecretStore>,
@@ -79,6 +81,9 @@ impl Context {
     /// events of one (type, reason, action, object) into a series that keeps the first
     /// note, so a different cause under the same reason needs its own action to be seen.
     pub async fn event_as<K: Resource<DynamicType = ()>>(&self, obj: &K, type_: EventType, reason: &str, action: &str, note: String) {
+        if type_ == EventType::Normal && !self.normal_events {
+            return;
+        }
         let event = Event { type_, reason: reason.to_owned(), note: Some(note), action: action.to_owned(), secondary: None };
         if let Err(error) = self.recorder.publish(&event, &obj.object_ref(&())).await {
             tracing::debug!(%error, reason, "could not publish event");

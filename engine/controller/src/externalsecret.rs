@@ -77,6 +77,7 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
             (ready, retry.map_or(Action::await_change(), Action::requeue), None)
         }
         Err(SyncFailure::Skip) => return Ok(Action::await_change()),
+        Err(SyncFailure::Again) => return Ok(Action::requeue(Duration::ZERO)),
     };
     ctx.metrics.saw_external_secret(&labels);
     ctx.metrics.sync_calls.get_or_create(&labels).inc();
@@ -105,6 +106,8 @@ enum SyncFailure {
     Kube(kube::Error),
     /// Not ours (another controller class).
     Skip,
+    /// Start over at once (an optimistic create met an existing Secret).
+    Again,
 }
 
 impl From<kube::Error> for SyncFailure {
@@ -152,9 +155,16 @@ async fn sync(es: &ExternalSecret, ctx: &Context, ns: &str) -> Result<(Ready, Ac
     // The watch echo of our own successful status write: the Secret was valid then, and
     // an edit or delete of it since would have its own event; read it only if due.
     let synced_echo = ctx.own_writes.is_synced_status_echo(es);
-    let mut existing = if synced_echo { None } else { secrets.get_opt(&target_name).await? };
     let target = spec.target.clone().unwrap_or_default();
     let creation = target.creation_policy();
+    let status = es.status.clone().unwrap_or_default();
+    let never_synced = status.refresh_time.is_none() || status.synced_resource_version.is_none();
+    // A new ExternalSecret that owns its target usually finds no Secret: create without
+    // reading first (a cold start of N objects saves N GETs); a conflict starts over with a read.
+    let optimistic = never_synced
+        && matches!(creation, CreationPolicy::Owner | CreationPolicy::Orphan)
+        && !es.uid().is_some_and(|uid| ctx.own_writes.take_create_conflict(&uid));
+    let mut existing = if synced_echo || optimistic { None } else { secrets.get_opt(&target_name).await? };
 
     // Due? ESO's rules, except that a spec or metadata change always resyncs.
     let current_version = synced_resource_version(
@@ -162,8 +172,6 @@ async fn sync(es: &ExternalSecret, ctx: &Context, ns: &str) -> Result<(Ready, Ac
         &es.labels().clone(),
         &es.annotations().clone(),
     );
-    let status = es.status.clone().unwrap_or_default();
-    let never_synced = status.refresh_time.is_none() || status.synced_resource_version.is_none();
     let changed = status.synced_resource_version.as_deref() != Some(current_version.as_str());
     let secret_valid = synced_echo || match creation {
         CreationPolicy::Orphan | CreationPolicy::None => true,
@@ -176,7 +184,8 @@ async fn sync(es: &ExternalSecret, ctx: &Context, ns: &str) -> Result<(Ready, Ac
     // meaning); only a missing or tampered Secret is written again.
     let spec_resync = changed && policy != RefreshPolicy::CreatedOnce;
     let window_start = schedule_key.as_ref().map(|k| k.window_start(interval, SystemTime::now()));
-    let last_refresh = status.refresh_time.as_ref().map(|t| SystemTime::from(t.0));
+    // A refresh that changed nothing is remembered here, not written to status.
+    let last_refresh = status.refresh_time.as_ref().map(|t| SystemTime::from(t.0)).max(es.uid().and_then(|uid| ctx.own_writes.quiet_refresh(&uid)));
     // refreshTime is stored in whole seconds: compare at that precision, or the status
     // write of this very refresh looks due again (a second GET and status write per cycle).
     let periodic_due = periodic && matches!((last_refresh, window_start), (Some(last), Some(start)) if last < whole_seconds(start));
@@ -327,12 +336,24 @@ async fn sync(es: &ExternalSecret, ctx: &Context, ns: &str) -> Result<(Ready, Ac
             failed("SecretSyncedError", redact(format!("could not build the secret: {e}"), values), None)
         })?;
 
-    let done = |reason: &str, message: &str| {
-        Ok((Ready::ok(reason, message), requeue(next_refresh), Some(Synced { refresh_time: started, target: target_name.clone() })))
+    let mut wrote = false;
+    let refreshed_at = SystemTime::now();
+    let done = |reason: &str, message: &str, wrote: bool| {
+        let ready = Ready::ok(reason, message);
+        let bound = status.binding.as_ref().is_some_and(|b| b.name == target_name);
+        // Nothing changed: no status write (ESO moves refreshTime on every refresh; at
+        // N objects that is N writes per interval for nothing). The next due time is kept in memory.
+        if !wrote && !never_synced && !changed && bound && ready.is_current(&status.conditions) {
+            if let Some(uid) = es.uid() {
+                ctx.own_writes.record_quiet_refresh(uid, refreshed_at);
+                return Ok((ready, requeue(next_refresh), None));
+            }
+        }
+        Ok((ready, requeue(next_refresh), Some(Synced { refresh_time: started, target: target_name.clone() })))
     };
     match (creation, &existing) {
-        (CreationPolicy::None, _) => return done("SecretSynced", "secret synced"),
-        (CreationPolicy::Merge, None) => return done("SecretMissing", "secret will not be created due to CreationPolicy=Merge"),
+        (CreationPolicy::None, _) => return done("SecretSynced", "secret synced", false),
+        (CreationPolicy::Merge, None) => return done("SecretMissing", "secret will not be created due to CreationPolicy=Merge", false),
         _ => {}
     }
 
@@ -341,8 +362,17 @@ async fn sync(es: &ExternalSecret, ctx: &Context, ns: &str) -> Result<(Ready, Ac
     match existing {
         None => {
             let secret = build_secret(None, &desired, owner.as_ref(), &owned)?;
-            let created = secrets.create(&PostParams { field_manager: Some(manager), ..Default::default() }, &secret).await?;
+            let created = match secrets.create(&PostParams { field_manager: Some(manager), ..Default::default() }, &secret).await {
+                Err(kube::Error::Api(e)) if e.code == 409 && optimistic => {
+                    if let Some(uid) = es.uid() {
+                        ctx.own_writes.record_create_conflict(uid);
+                    }
+                    return Err(SyncFailure::Again);
+                }
+                other => other?,
+            };
             ctx.own_writes.record(&created);
+            wrote = true;
             ctx.event(es, EventType::Normal, "Created", "secret created".into()).await;
         }
         Some(current) => {
@@ -363,6 +393,7 @@ async fn sync(es: &ExternalSecret, ctx: &Context, ns: &str) -> Result<(Ready, Ac
             if !same_secret(&current, &wanted) {
                 let replaced = secrets.replace(&target_name, &PostParams { field_manager: Some(manager), ..Default::default() }, &wanted).await?;
                 ctx.own_writes.record(&replaced);
+                wrote = true;
                 ctx.event(es, EventType::Normal, "Updated", "secret updated".into()).await;
             }
         }
@@ -371,15 +402,16 @@ async fn sync(es: &ExternalSecret, ctx: &Context, ns: &str) -> Result<(Ready, Ac
         && let Some(previous) = status.binding.as_ref().map(|b| b.name.as_str()).filter(|p| !p.is_empty() && *p != target_name)
     {
         delete_orphan(es, ctx, &secrets, previous).await?;
+        wrote = true;
     }
     if immutable_kept {
         // ESO silently keeps the old data; say so, once per change of condition.
         if current_ready(&status).is_none_or(|r| r.reason != IMMUTABLE_REASON) {
             ctx.event(es, EventType::Warning, "ImmutableTarget", IMMUTABLE_MESSAGE.into()).await;
         }
-        return done(IMMUTABLE_REASON, IMMUTABLE_MESSAGE);
+        return done(IMMUTABLE_REASON, IMMUTABLE_MESSAGE, wrote);
     }
-    done("SecretSynced", "secret synced")
+    done("SecretSynced", "secret synced", wrote)
 }
 
 /// Ready=True (the Secret exists as requested) with a reason that says it is stale.

@@ -6,10 +6,14 @@
 //!   resourceVersion, or comes after the echo was consumed, and still resyncs at once.
 //! - An ExternalSecret status we wrote after a successful sync: its reconcile needs no
 //!   Secret GET unless a refresh is due (the Secret was valid at that write).
+//! - Writes we skipped: a new ExternalSecret whose create met an existing Secret (its
+//!   next sync reads first), and a refresh that changed nothing (no status write; its
+//!   time schedules the next refresh instead of `status.refreshTime`).
 
 use std::{
     collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
+    time::SystemTime,
 };
 
 use k8s_openapi::api::core::v1::Secret;
@@ -24,6 +28,10 @@ struct Pending {
     secrets: HashSet<(String, String)>,
     /// ExternalSecret uid -> resourceVersion of our status write after a successful sync.
     statuses: HashMap<String, String>,
+    /// ExternalSecrets whose optimistic create found the Secret already there.
+    create_conflicts: HashSet<String>,
+    /// ExternalSecret uid -> last refresh that changed nothing (and so wrote no status).
+    quiet_refreshes: HashMap<String, SystemTime>,
 }
 
 #[derive(Clone, Default)]
@@ -72,6 +80,37 @@ impl OwnWrites {
         }
     }
 
+    /// Remembers that this ExternalSecret's create met an existing Secret: its next
+    /// sync reads the Secret first.
+    pub fn record_create_conflict(&self, uid: String) {
+        let mut pending = self.pending();
+        if pending.create_conflicts.len() >= MAX_PENDING {
+            pending.create_conflicts.clear();
+        }
+        pending.create_conflicts.insert(uid);
+    }
+
+    /// Whether the last create of this ExternalSecret met an existing Secret (consumed once).
+    pub fn take_create_conflict(&self, uid: &str) -> bool {
+        self.pending().create_conflicts.remove(uid)
+    }
+
+    /// Remembers a refresh that found everything as it was: its time stands in for
+    /// `status.refreshTime` (not written) when the next refresh is scheduled.
+    pub fn record_quiet_refresh(&self, uid: String, at: SystemTime) {
+        let mut pending = self.pending();
+        if pending.quiet_refreshes.len() >= MAX_PENDING && !pending.quiet_refreshes.contains_key(&uid) {
+            // Forgetting costs one early refresh each, never a missed one.
+            pending.quiet_refreshes.clear();
+        }
+        pending.quiet_refreshes.insert(uid, at);
+    }
+
+    /// The last quiet refresh of this ExternalSecret, if one happened since the engine started.
+    pub fn quiet_refresh(&self, uid: &str) -> Option<SystemTime> {
+        self.pending().quiet_refreshes.get(uid).copied()
+    }
+
     /// Forgets the status echo of an ExternalSecret whose Secret someone else touched:
     /// the reconcile that event queues (possibly merged with the echo) must read the Secret.
     pub fn forget_synced_status(&self, uid: &str) {
@@ -111,6 +150,25 @@ mod tests {
         assert!(!own.is_echo("ns", "s", Some("9")));
         assert!(own.is_synced_status_echo(&written));
         assert!(!own.is_synced_status_echo(&written));
+    }
+
+    #[test]
+    fn quiet_refreshes_are_remembered_per_object() {
+        let own = OwnWrites::default();
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(100);
+        assert_eq!(own.quiet_refresh("u1"), None);
+        own.record_quiet_refresh("u1".into(), t);
+        assert_eq!(own.quiet_refresh("u1"), Some(t));
+        assert_eq!(own.quiet_refresh("u2"), None);
+    }
+
+    #[test]
+    fn a_create_conflict_is_remembered_for_one_sync() {
+        let own = OwnWrites::default();
+        assert!(!own.take_create_conflict("u1"));
+        own.record_create_conflict("u1".into());
+        assert!(own.take_create_conflict("u1"), "the next sync reads the Secret first");
+        assert!(!own.take_create_conflict("u1"), "and the one after may create optimistically again");
     }
 
     #[test]

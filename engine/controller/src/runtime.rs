@@ -150,8 +150,15 @@ pub async fn run(config: ControllerConfig, shutdown: impl Future<Output = ()> + 
     let (ss_tx, ss_rx) = mpsc::unbounded::<ObjectRef<SecretStore>>();
     let (css_tx, css_rx) = mpsc::unbounded::<ObjectRef<ClusterSecretStore>>();
 
-    let es_controller = Controller::new(es_api.clone(), watch.clone());
-    let es_store = es_controller.store();
+    // ExternalSecrets are the one cache that grows with N: keep them without
+    // managedFields (a quarter of an object's size, never read by the reconciler).
+    let (es_store, es_writer) = reflector::store::<ExternalSecret>();
+    let es_objects = reflector::reflector(
+        es_writer,
+        watcher(es_api.clone(), watch.clone()).modify(|es| es.managed_fields_mut().clear()),
+    )
+    .applied_objects();
+    let es_controller = Controller::for_stream(es_objects, es_store.clone());
     let ces_controller = cluster_scope.then(|| {
         Controller::new(Api::<ClusterExternalSecret>::all(plain.clone()), watch.clone()).owns(Api::<ExternalSecret>::all(plain.clone()), watch.clone())
     });
@@ -216,10 +223,15 @@ pub async fn run(config: ControllerConfig, shutdown: impl Future<Output = ()> + 
     spawn_watch(&mut tasks, &token, watcher(secrets_meta, watch.clone().labels(&format!("{MANAGED_LABEL}=true"))).touched_objects(), {
         let (es_store, es_tx, own_writes) = (es_store.clone(), es_tx.clone(), own_writes.clone());
         move |s: PartialObjectMeta<Secret>| {
-            let (name, ns) = (s.name_any(), s.namespace().unwrap_or_default());
-            if !own_writes.is_echo(&ns, &name, s.resource_version().as_deref()) {
-                requeue_targets(&es_store, &es_tx, &own_writes, &name, &ns);
-            }
+            let (name, ns, version) = (s.name_any(), s.namespace().unwrap_or_default(), s.resource_version());
+            let (es_store, es_tx, own_writes) = (es_store.clone(), es_tx.clone(), own_writes.clone());
+            // The echo of our write can arrive before the write's response is recorded.
+            tokio::spawn(async move {
+                tokio::time::sleep(ECHO_GRACE).await;
+                if !own_writes.is_echo(&ns, &name, version.as_deref()) {
+                    requeue_targets(&es_store, &es_tx, &own_writes, &name, &ns);
+                }
+            });
         }
     });
 
@@ -233,6 +245,7 @@ pub async fn run(config: ControllerConfig, shutdown: impl Future<Output = ()> + 
     let reporter = Reporter { controller: "lockstep".into(), instance: config.leader_election.as_ref().map(|l| l.identity.clone()) };
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
+        normal_events: config.normal_events,
         client,
         controller_class: config.controller_class.clone(),
         host,
@@ -343,6 +356,10 @@ async fn log_result<T, E: std::fmt::Debug>(kind: &'static str, result: Result<T,
 
 /// Runs a watch stream, calling `on_change` for each touched object; watch errors are
 /// retried by the stream's backoff.
+/// How long a managed Secret's watch event waits before it is judged foreign: a drift
+/// heals this much later, and the echo of our own write is not mistaken for one.
+const ECHO_GRACE: Duration = Duration::from_millis(250);
+
 fn spawn_watch<K, S>(tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>, token: &CancellationToken, stream: S, on_change: impl Fn(K) + Send + 'static)
 where
     S: futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
