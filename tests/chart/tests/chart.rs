@@ -77,6 +77,7 @@ fn defaults_are_hardened_and_run_the_engine_rbac() {
     let config = parse_run_args(&args_of(&objects));
     assert_eq!(config.compile_cache_dir, PathBuf::from("/var/cache/lockstep"));
     assert!(config.leader_election.is_some(), "leader election on by default");
+    assert!(config.normal_events, "ESO's events by default");
     let mut plugins = config.plugins.clone();
     plugins.sort();
     assert_eq!(plugins, [("azurekv".to_owned(), "builtin:azure-keyvault".to_owned()), ("fake".to_owned(), "builtin:fake".to_owned())]);
@@ -122,6 +123,7 @@ fn full_values_switch_every_option_on() {
 
     let config = parse_run_args(&args_of(&objects));
     assert_eq!(config.controller_class, "lockstep");
+    assert!(!config.normal_events, "events: warnings");
     assert_eq!(config.grants, ["kind:ClusterSecretStore=private"]);
     assert_eq!(config.resolve, ["kv-private.vault.azure.net=10.1.2.3:443"]);
     assert_eq!(config.extra_ca_files, [PathBuf::from("/etc/lockstep/ca/ca.crt")]);
