@@ -99,7 +99,21 @@ pub async fn reconcile(ces: Arc<ClusterExternalSecret>, ctx: Arc<Context>) -> Re
         }
         let api: Api<ExternalSecret> = Api::namespaced(ctx.client.clone(), ns);
         let mut desired = ces_external_secret(&ces, ns);
-        match api.get_opt(&es_name).await? {
+        // Children are read from the watch cache: this runs on every change of any child,
+        // and a GET per namespace would make a fan-out over N namespaces cost N² reads.
+        // A child the cache does not have yet shows up as a create conflict: read it then.
+        let mut child = ctx.external_secrets.get(&ObjectRef::new(&es_name).within(ns)).map(|c| (*c).clone());
+        if child.is_none() {
+            match api.create(&PostParams::default(), &desired).await {
+                Ok(_) => {
+                    provisioned.push(ns.clone());
+                    continue;
+                }
+                Err(kube::Error::Api(e)) if e.code == 409 => child = api.get_opt(&es_name).await?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        match child {
             Some(existing) if !controlled_by_uid(&existing, &uid) => {
                 failed.push(ClusterExternalSecretNamespaceFailure {
                     namespace: ns.clone(),
@@ -118,9 +132,8 @@ pub async fn reconcile(ces: Arc<ClusterExternalSecret>, ctx: Arc<Context>) -> Re
                     api.replace(&es_name, &PostParams::default(), &desired).await?;
                 }
             }
-            None => {
-                api.create(&PostParams::default(), &desired).await?;
-            }
+            // Deleted between the conflict and the read: the next change of it comes back here.
+            None => continue,
         }
         provisioned.push(ns.clone());
     }
