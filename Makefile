@@ -34,7 +34,7 @@ components: toolchain
 	@cp -u $(WASM_TARGET_DIR)/wasm32-wasip2/component/*.wasm $(LOCKSTEP_COMPONENTS_DIR)/
 	@ls $(LOCKSTEP_COMPONENTS_DIR)
 
-# Control-plane binaries (kube-apiserver, etcd, ...) and Lowkey Vault, cached by version.
+# Control-plane binaries (kube-apiserver, etcd, helm), the template oracle and moto, cached by version.
 tools:
 	@if [ -x tests/cluster/install.sh ]; then tests/cluster/install.sh; fi
 	@templates/oracle/build.sh >/dev/null
