@@ -94,7 +94,9 @@ pub async fn run_all(args: Args) -> anyhow::Result<()> {
                     }
                 }
             }
-            section.notes.dedup();
+            // Every run pushes the same notes: keep the first of each.
+            let mut seen = std::collections::HashSet::new();
+            section.notes.retain(|n| seen.insert(n.clone()));
             sections.push(section);
         }
     }
