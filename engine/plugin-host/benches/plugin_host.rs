@@ -1,6 +1,6 @@
 //! `cargo bench -p lockstep-plugin-host` (components from `make components`).
 //!
-//! compile cold vs cached · instantiate pooled vs on-demand · one call's round
+//! compile cold vs cached · a fresh instance per call, pooled vs on-demand · one call's round
 //! trip through the engine path · the same fetch native vs through the
 //! component against a loopback keep-alive server. Memory per live instance
 //! is printed before the criterion runs (it is not a timing).
@@ -12,62 +12,14 @@ use std::time::Duration;
 use criterion::{criterion_group, Criterion};
 use lockstep_credentials::{FileBackend, StoreKind, StoreScope};
 use lockstep_plugin_host::imports::PROVIDER_WORLD;
-use lockstep_plugin_host::{
-    wit, CallLimits, HostConfig, OperatorGrants, PluginHost, PluginSource, PoolingMode, Sandbox, SandboxConfig, SandboxState,
-    SandboxView, StoreBinding,
-};
+use lockstep_plugin_host::{wit, HostConfig, OperatorGrants, PluginHost, PluginSource, PoolingMode, Sandbox, SandboxConfig, StoreBinding};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wasmtime::component::{InstancePre, Linker};
-use wasmtime_wasi::{WasiCtxView, WasiView};
 
 fn component() -> (PathBuf, Arc<[u8]>) {
     let dir = std::env::var_os("LOCKSTEP_COMPONENTS_DIR").map(PathBuf::from).expect("LOCKSTEP_COMPONENTS_DIR (make components)");
     let path = dir.join("lockstep_provider_hostile.wasm");
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}; run make components", path.display()));
     (path, Arc::from(bytes))
-}
-
-/// Store data of the world-independent path: the sandbox plus wasi:http
-/// whose hook refuses everything (instantiation never sends).
-struct Bare(SandboxState, wasmtime_wasi_http::WasiHttpCtx, Deny);
-struct Deny;
-impl wasmtime_wasi_http::WasiHttpHooks for Deny {
-    fn send_request(
-        &mut self,
-        _: http::Request<wasmtime_wasi_http::WasiBody>,
-        _: Option<wasmtime_wasi_http::RequestOptions>,
-        _: Box<dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-    ) -> Box<
-        dyn std::future::Future<
-                Output = Result<
-                    (
-                        http::Response<wasmtime_wasi_http::WasiBody>,
-                        Box<dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-                    ),
-                    wasmtime_wasi_http::Error,
-                >,
-            > + Send,
-    > {
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
-    }
-}
-impl wasmtime_wasi_http::WasiHttpView for Bare {
-    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
-        wasmtime_wasi_http::WasiHttpCtxView { ctx: &mut self.1, table: self.0.table(), hooks: &mut self.2 }
-    }
-}
-fn bare(limits: &CallLimits) -> Bare {
-    Bare(SandboxState::new(limits), wasmtime_wasi_http::WasiHttpCtx::new(), Deny)
-}
-impl SandboxView for Bare {
-    fn sandbox(&mut self) -> &mut SandboxState {
-        &mut self.0
-    }
-}
-impl WasiView for Bare {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        self.0.wasi_view()
-    }
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -78,15 +30,6 @@ fn sandbox(pooling: PoolingMode, cache: &std::path::Path) -> Arc<Sandbox> {
     let mut cfg = SandboxConfig::new(cache);
     cfg.pooling = pooling;
     Sandbox::new(cfg).unwrap()
-}
-
-async fn pre(sb: &Sandbox, wasm: Arc<[u8]>) -> InstancePre<Bare> {
-    let compiled = sb.compile(wasm, PROVIDER_WORLD).await.unwrap();
-    let mut linker: Linker<Bare> = sb.linker().unwrap();
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).unwrap();
-    // Instantiation cost does not depend on what the imports do.
-    linker.define_unknown_imports_as_traps(compiled.component()).unwrap();
-    linker.instantiate_pre(compiled.component()).unwrap()
 }
 
 fn compile(c: &mut Criterion) {
@@ -109,35 +52,38 @@ fn compile(c: &mut Criterion) {
     g.finish();
 }
 
+/// A fresh instance for every call: the engine's path for a new isolation unit (instantiate,
+/// the egress call that sets its grant, then get-secret), with instance reuse turned off.
+/// Against `call/get-secret round trip (warm instance)` this is the cost of an instance.
 fn instantiate(c: &mut Criterion) {
     let rt = rt();
-    let (_, wasm) = component();
-    let dir = tempfile::tempdir().unwrap();
     let mut g = c.benchmark_group("instantiate");
     for (name, mode) in [("pooled", PoolingMode::Always), ("on-demand", PoolingMode::Never)] {
-        let sb = sandbox(mode, dir.path());
-        let pre = rt.block_on(pre(&sb, wasm.clone()));
-        let limits = CallLimits::default();
-        g.bench_function(name, |b| {
-            b.iter(|| {
-                rt.block_on(async {
-                    let mut store = sb.store(bare(&limits));
-                    pre.instantiate_async(&mut store).await.unwrap();
-                })
-            })
-        });
+        let dir = tempfile::tempdir().unwrap();
+        let host = rt.block_on(host_with(dir.path(), |cfg| {
+            cfg.sandbox.pooling = mode;
+            cfg.recycle.max_age = Duration::ZERO;
+        }));
+        let bound = host.bind(binding(serde_json::json!({"mode": "ok"}))).unwrap();
+        let r = secret_ref();
+        g.bench_function(format!("{name} - fresh instance + egress + get-secret"), |b| b.iter(|| rt.block_on(bound.get_secret(&r)).unwrap()));
     }
     g.finish();
 }
 
 fn binding(config: serde_json::Value) -> StoreBinding {
+    binding_of("bench", config)
+}
+
+/// A binding of its own store: its own isolation unit, so its own instance.
+fn binding_of(uid: &str, config: serde_json::Value) -> StoreBinding {
     StoreBinding {
         provider_key: "hostile".into(),
         store: StoreScope {
             kind: StoreKind::ClusterSecretStore,
             name: "bench".into(),
             namespace: None,
-            uid: "bench".into(),
+            uid: uid.into(),
             generation: 1,
             provider_config: config,
             consumer_namespace: Some("default".into()),
@@ -148,10 +94,14 @@ fn binding(config: serde_json::Value) -> StoreBinding {
 }
 
 async fn host(cache: &std::path::Path, overrides: Vec<lockstep_plugin_host::HostOverride>) -> PluginHost {
+    host_with(cache, |cfg| cfg.http.overrides = overrides).await
+}
+
+async fn host_with(cache: &std::path::Path, tune: impl FnOnce(&mut HostConfig)) -> PluginHost {
     let (path, wasm) = component();
     let mut cfg = HostConfig::new(cache);
     cfg.grants = OperatorGrants::from_flags(&["*=http"], &[] as &[&str]).unwrap();
-    cfg.http.overrides = overrides;
+    tune(&mut cfg);
     let host = PluginHost::new(cfg).unwrap();
     let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&wasm));
     host.load_and_register(&PluginSource::File { path, sha256 }).await.unwrap();
@@ -225,34 +175,25 @@ fn rss_kib() -> u64 {
     statm.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 4
 }
 
-/// RSS growth per live instance after one call, for both allocators.
+/// RSS growth per live instance: N stores, one call each, so N isolation units each keep
+/// their instance idle for reuse (the engine's steady state), for both allocators.
 fn memory_per_instance() {
     let rt = rt();
-    let (_, wasm) = component();
-    let dir = tempfile::tempdir().unwrap();
     for (name, mode) in [("pooled", PoolingMode::Always), ("on-demand", PoolingMode::Never)] {
-        let sb = sandbox(mode, dir.path());
-        let pre = rt.block_on(pre(&sb, wasm.clone()));
-        let limits = CallLimits::default();
+        let dir = tempfile::tempdir().unwrap();
+        let host = rt.block_on(host_with(dir.path(), |cfg| cfg.sandbox.pooling = mode));
+        let r = secret_ref();
         let n = 200;
         let before = rss_kib();
         let live: Vec<_> = (0..n)
-            .map(|_| {
-                rt.block_on(async {
-                    let mut store = sb.store(bare(&limits));
-                    let inst = pre.instantiate_async(&mut store).await.unwrap();
-                    // Touch the guest: its metadata export allocates and returns strings.
-                    let f = inst.get_export_index(&mut store, None, "lockstep:provider/provider@0.1.0").unwrap();
-                    let f = inst.get_export_index(&mut store, Some(&f), "metadata").unwrap();
-                    let f = inst.get_func(&mut store, f).unwrap();
-                    let mut out = [wasmtime::component::Val::Bool(false)];
-                    f.call_async(&mut store, &[], &mut out).await.unwrap();
-                    (store, inst)
-                })
+            .map(|i| {
+                let bound = host.bind(binding_of(&format!("store-{i}"), serde_json::json!({"mode": "ok"}))).unwrap();
+                rt.block_on(bound.get_secret(&r)).unwrap();
+                bound
             })
             .collect();
         let after = rss_kib();
-        println!("memory per live instance ({name}, {n} instances after one metadata call): {} KiB", (after - before) / n);
+        println!("memory per live instance ({name}, {n} isolation units after one get-secret each): {} KiB", after.saturating_sub(before) / n);
         drop(live);
     }
 }
