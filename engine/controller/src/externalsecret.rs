@@ -337,17 +337,20 @@ async fn sync(es: &ExternalSecret, ctx: &Context, ns: &str) -> Result<(Ready, Ac
         })?;
 
     let mut wrote = false;
-    let refreshed_at = SystemTime::now();
     let done = |reason: &str, message: &str, wrote: bool| {
         let ready = Ready::ok(reason, message);
         let bound = status.binding.as_ref().is_some_and(|b| b.name == target_name);
         // Nothing changed: no status write (ESO moves refreshTime on every refresh; at
         // N objects that is N writes per interval for nothing). The next due time is kept in memory.
-        if !wrote && !never_synced && !changed && bound && ready.is_current(&status.conditions) {
-            if let Some(uid) = es.uid() {
-                ctx.own_writes.record_quiet_refresh(uid, refreshed_at);
-                return Ok((ready, requeue(next_refresh), None));
-            }
+        if !wrote
+            && !never_synced
+            && !changed
+            && bound
+            && ready.is_current(&status.conditions)
+            && let Some(uid) = es.uid()
+        {
+            ctx.own_writes.record_quiet_refresh(uid, SystemTime::from(started));
+            return Ok((ready, requeue(next_refresh), None));
         }
         Ok((ready, requeue(next_refresh), Some(Synced { refresh_time: started, target: target_name.clone() })))
     };

@@ -354,12 +354,12 @@ async fn log_result<T, E: std::fmt::Debug>(kind: &'static str, result: Result<T,
     }
 }
 
-/// Runs a watch stream, calling `on_change` for each touched object; watch errors are
-/// retried by the stream's backoff.
 /// How long a managed Secret's watch event waits before it is judged foreign: a drift
 /// heals this much later, and the echo of our own write is not mistaken for one.
 const ECHO_GRACE: Duration = Duration::from_millis(250);
 
+/// Runs a watch stream, calling `on_change` for each touched object; watch errors are
+/// retried by the stream's backoff.
 fn spawn_watch<K, S>(tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>, token: &CancellationToken, stream: S, on_change: impl Fn(K) + Send + 'static)
 where
     S: futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,

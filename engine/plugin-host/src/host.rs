@@ -497,12 +497,12 @@ impl BoundStore {
                 })
             })
             .await;
-        let returned: Vec<&[u8]> = match &res {
+        let returned = || match &res {
             Ok(Ok(Answer::Value(v))) => vec![v.value.as_slice()],
             Ok(Ok(Answer::Entries(entries))) => entries.iter().map(|e| e.value.as_slice()).collect(),
             _ => Vec::new(),
         };
-        if let Err(e) = self.host.inner.outbound.commit_recording(&returned) {
+        if let Err(e) = self.host.inner.outbound.commit_recording(returned) {
             return Err(ProviderError::Internal(format!("writing the recording: {e}")));
         }
         match res {

@@ -191,9 +191,10 @@ impl OutboundHttp {
         &self.config
     }
 
-    /// Ends a provider call when recording: scrubs the values it returned and writes the file.
-    pub(crate) fn commit_recording(&self, values: &[&[u8]]) -> std::io::Result<()> {
-        self.recorder.as_ref().map_or(Ok(()), |r| r.commit(values))
+    /// Ends a provider call when recording: scrubs the values it returned and writes the
+    /// file (the values are only gathered when recording; calls are a hot path).
+    pub(crate) fn commit_recording<'v>(&self, returned: impl FnOnce() -> Vec<&'v [u8]>) -> std::io::Result<()> {
+        self.recorder.as_ref().map_or(Ok(()), |r| r.commit(&returned()))
     }
 
     /// The replayer, when answering from a recording.

@@ -231,21 +231,20 @@ impl Needles {
     /// Redacts JSON strings holding a value; any other body holding one is redacted whole
     /// (over-redacting is the safe side).
     fn scrub(&self, body: &mut RecordedBody) {
-        let text = match body {
-            RecordedBody::Text(t) => t.clone(),
-            RecordedBody::Base64(_) if self.found_in(&body.to_bytes()) => return *body = RecordedBody::Text(REDACTED.into()),
-            RecordedBody::Base64(_) => return,
-        };
-        if !self.found_in(text.as_bytes()) {
+        if !self.found_in(&body.to_bytes()) {
             return;
         }
-        *body = match serde_json::from_str::<serde_json::Value>(&text) {
-            Ok(mut v) => {
-                self.scrub_json(&mut v);
-                RecordedBody::Text(v.to_string())
-            }
-            Err(_) => RecordedBody::Text(REDACTED.into()),
+        let json = match body {
+            RecordedBody::Text(t) => serde_json::from_str::<serde_json::Value>(t).ok(),
+            RecordedBody::Base64(_) => None,
         };
+        *body = RecordedBody::Text(match json {
+            Some(mut v) => {
+                self.scrub_json(&mut v);
+                v.to_string()
+            }
+            None => REDACTED.into(),
+        });
     }
 
     fn scrub_json(&self, value: &mut serde_json::Value) {
